@@ -1,0 +1,178 @@
+"""The composition root: the one place that wires settings, storage, adapters and the core."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from adapters.local.adapter import LocalAdapter, LocalChannel, LocalSettings
+from bot.config import OrgConfig
+from bot.contributions import ContributionService
+from bot.cycle import CycleEngine, Texts
+from bot.domain import Person
+from bot.messages import Ephemeral, Event, Message, Response, Section
+from bot.ports import Adapter, Clock
+from bot.scheduler import Ticker, tick_interval
+from bot.settings import Settings
+from prompts.library import PromptLibrary
+from storage.db import Database
+from storage.repositories import ContributionRepository, OccurrenceRepository, StateStore
+
+log = logging.getLogger(__name__)
+
+BOEKET: web.AppKey[Boeket] = web.AppKey("boeket")
+
+
+def local_settings(config: OrgConfig, texts: Texts) -> LocalSettings:
+    """The local chat's channels and people, from the organisation config."""
+    channels = [
+        LocalChannel(d.channel, d.name, d.id) for d in config.departments if d.platform == "local"
+    ]
+    if config.cross_department.platform == "local":
+        cross = config.cross_department
+        channels.append(LocalChannel(cross.channel, cross.name or cross.channel, None))
+    lang = config.language
+    # Raw templates: the page fills {count} and {speed} itself.
+    ui = {
+        key.removeprefix("local."): texts.prompts.template(lang, key)
+        for key in texts.prompts.ui_keys(lang)
+        if key.startswith("local.")
+    }
+    return LocalSettings(
+        channels=tuple(channels),
+        people=tuple(Person(p.id, p.name) for p in config.local.people),
+        person_departments={p.id: p.department for p in config.local.people if p.department},
+        ui=ui,
+        language=lang,
+    )
+
+
+@dataclass
+class Boeket:
+    """Everything one Boeket process runs, built by `build` and started by `start`."""
+
+    settings: Settings
+    config: OrgConfig
+    db: Database
+    clock: Clock
+    texts: Texts
+    adapters: dict[str, Adapter]
+    cycle: CycleEngine
+    contributions: ContributionService
+    local: LocalAdapter
+    ticker: Ticker | None = None
+    _started: bool = field(default=False, repr=False)
+
+    async def handle(self, event: Event) -> Response:
+        """Every adapter's way in. A failure answers the person kindly and is logged."""
+        try:
+            return await self.contributions.handle(event)
+        except Exception:
+            log.exception("handling %s failed", type(event).__name__)
+            text = self.texts(
+                self.config.department_for_channel(event.channel.platform, event.channel.channel),
+                "errors.internal",
+            )
+            return Ephemeral(Message(text=text, blocks=(Section(text),)))
+
+    async def start(self, *, timer: bool = True) -> None:
+        if self.settings.auto_migrate:
+            await self.db.upgrade()
+        for adapter in self.adapters.values():
+            await adapter.start(self.handle)
+        if timer:
+            self.ticker = Ticker(
+                self.cycle.tick, tick_interval(self.settings.tick_seconds, self.settings.speed)
+            )
+            self.ticker.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self.ticker is not None:
+            self.ticker.stop()
+        for adapter in self.adapters.values():
+            await adapter.stop()
+        await self.db.dispose()
+        self._started = False
+
+
+def build(
+    settings: Settings,
+    config: OrgConfig,
+    *,
+    clock: Clock,
+    prompts: PromptLibrary | None = None,
+    db: Database | None = None,
+    extra_adapters: dict[str, Adapter] | None = None,
+) -> Boeket:
+    """Wire a Boeket from settings and a validated organisation config."""
+    prompts = prompts or PromptLibrary.load()
+    texts = Texts(config, prompts)
+    db = db or Database.connect(settings.database_url)
+    occurrences = OccurrenceRepository(db)
+    contributions = ContributionRepository(db)
+    adapters: dict[str, Adapter] = {}
+    local = LocalAdapter(local_settings(config, texts), clock=clock, state=StateStore(db, "local"))
+    adapters[local.platform] = local
+    adapters.update(extra_adapters or {})
+    cycle = CycleEngine(
+        config=config,
+        texts=texts,
+        occurrences=occurrences,
+        contributions=contributions,
+        adapters=adapters,
+        clock=clock,
+        worker=settings.worker_id,
+    )
+    service = ContributionService(
+        config=config,
+        texts=texts,
+        contributions=contributions,
+        occurrences=occurrences,
+        cycle=cycle,
+        clock=clock,
+    )
+    return Boeket(
+        settings=settings,
+        config=config,
+        db=db,
+        clock=clock,
+        texts=texts,
+        adapters=adapters,
+        cycle=cycle,
+        contributions=service,
+        local=local,
+    )
+
+
+async def _health(request: web.Request) -> web.Response:
+    boeket = request.app[BOEKET]
+    try:
+        await boeket.db.ping()
+    except Exception as exc:
+        log.warning("health check: database unreachable: %s", exc)
+        return web.json_response({"status": "unhealthy", "database": "unreachable"}, status=503)
+    return web.json_response(
+        {"status": "ok", "database": boeket.db.backend, "now": boeket.clock.now().isoformat()}
+    )
+
+
+def web_app(boeket: Boeket, *, timer: bool = True) -> web.Application:
+    """The one aiohttp application: every adapter's routes, the health check, start and stop."""
+    app = web.Application(client_max_size=1024**2)
+    app[BOEKET] = boeket
+    app.router.add_get("/health", _health)
+    for adapter in boeket.adapters.values():
+        app.router.add_routes(adapter.routes())
+
+    async def on_startup(_app: web.Application) -> None:
+        await boeket.start(timer=timer)
+
+    async def on_cleanup(_app: web.Application) -> None:
+        await boeket.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app

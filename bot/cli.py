@@ -1,0 +1,343 @@
+"""The `boeket` command: run, demo, db upgrade, config check.
+
+A user's mistake (a bad config file, a bad setting, a port in use) prints a message in their
+language and exits 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from bot.config import ConfigError, OrgConfig, load_config
+from bot.settings import EXAMPLE_CONFIG, Settings, SettingsError
+from prompts.library import PromptError, PromptLibrary
+from storage.db import DatabaseUrlError
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Something the person running the command can fix; the message says how."""
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # aiohttp's access log repeats every WebSocket ping; keep it for debugging only.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def format_config_error(exc: ConfigError, prompts: PromptLibrary, lang: str) -> str:
+    lines = [prompts.text(lang, "config.header", file=str(exc.path), count=len(exc.problems))]
+    keys = prompts.ui_keys(lang)
+    for problem in exc.problems:
+        key = f"config.errors.{problem.key}"
+        params = {
+            "value": "",
+            "expected": "",
+            "known": "",
+            "reason": "",
+            "other": "",
+            **problem.params,
+        }
+        if key in keys:
+            message = prompts.text(lang, key, **params)
+        else:
+            message = prompts.text(
+                lang, "config.errors.other", message=params.get("message", problem.key)
+            )
+        lines.append(
+            prompts.text(lang, "config.problem", location=problem.location, message=message)
+        )
+    return "\n".join(lines)
+
+
+def _load(path: Path, prompts: PromptLibrary, lang: str) -> OrgConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise UserError(format_config_error(exc, prompts, lang)) from None
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    config = _load(Path(args.file), prompts, settings.language)
+    print(
+        prompts.text(
+            settings.language,
+            "config.valid",
+            file=args.file,
+            departments=len(config.departments),
+            goals=len(config.goals),
+            themes=len(config.themes),
+        )
+    )
+    return 0
+
+
+def cmd_config_example(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    sys.stdout.write(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    from storage.db import Database
+
+    async def run() -> str:
+        db = Database.connect(settings.database_url)
+        try:
+            await db.upgrade()
+            return await db.current_revision() or "-"
+        finally:
+            await db.dispose()
+
+    try:
+        revision = asyncio.run(run())
+    except (OSError, ConnectionError) as exc:
+        raise UserError(
+            prompts.text(settings.language, "cli.database_error", reason=str(exc))
+        ) from None
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    print(prompts.text(settings.language, "cli.upgraded", revision=revision, url=shown))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    from bot.app import build, web_app
+    from bot.clock import ScaledClock, SystemClock
+
+    config = _load(settings.config_path, prompts, settings.language)
+    clock = ScaledClock(settings.speed) if settings.speed != 1 else SystemClock()
+    boeket = build(settings, config, clock=clock, prompts=prompts)
+    app = web_app(boeket)
+    lang = config.language
+    print(
+        prompts.text(
+            lang,
+            "cli.serving",
+            host=settings.host,
+            port=settings.port,
+            org=config.organisation.name,
+            departments=len(config.departments),
+            speed=f"{settings.speed:g}",
+        ),
+        flush=True,
+    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            handle_signals=True,
+            access_log=None,
+        )
+    except OSError as exc:
+        if exc.errno in {98, 48}:  # EADDRINUSE on Linux and macOS
+            raise UserError(prompts.text(lang, "cli.port_in_use", port=settings.port)) from None
+        raise
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    from bot.demo import demo_database, run_demo
+
+    config = _load(settings.config_path, prompts, settings.language)
+    lang = config.language
+    start = args.start or datetime.now(ZoneInfo(config.timezone)).date()
+    quiet = args.quiet
+
+    def progress(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="boeket-demo-") as folder:
+        url = args.database or demo_database(Path(folder))
+        result = asyncio.run(
+            run_demo(
+                config,
+                database_url=url,
+                start=start,
+                days=args.days,
+                prompts=prompts,
+                progress=progress,
+            )
+        )
+    print(
+        prompts.text(
+            lang,
+            "cli.demo_title",
+            org=config.organisation.name,
+            start=result.start.isoformat(),
+            end=result.end.isoformat(),
+        )
+    )
+    for channel, (name, transcript) in result.transcripts.items():
+        print()
+        print(prompts.text(lang, "cli.demo_channel", channel=channel, name=name))
+        print(transcript or "-")
+    print()
+    print(
+        prompts.text(
+            lang,
+            "cli.demo_summary",
+            sent=result.sent,
+            contributions=result.contributions,
+            seconds=f"{result.seconds:.1f}",
+        )
+    )
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+def _speed(value: str) -> float:
+    try:
+        speed = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--speed: expected a number, e.g. 60") from None
+    if speed <= 0:
+        raise argparse.ArgumentTypeError("--speed: expected a number greater than 0")
+    return speed
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError("--port: expected a number from 1 to 65535")
+    return int(value)
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
+
+
+def _positive_days(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 366:
+        raise argparse.ArgumentTypeError("--days: expected 1 to 366")
+    return int(value)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="boeket",
+        description="Boeket: organisational learning in the meetings teams already hold.",
+        epilog="Environment: BOEKET_DATABASE_URL, BOEKET_CONFIG, BOEKET_HOST, BOEKET_PORT, "
+        "BOEKET_SPEED, BOEKET_LANG, BOEKET_LOG_LEVEL. See the README.",
+    )
+    top.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="serve Boeket: the web chat, the platforms, the cycle timer")
+    run.add_argument(
+        "--config", type=Path, help="organisation config (default: the example hospital)"
+    )
+    run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    run.add_argument("--port", type=_port, help="port to listen on (default 8080)")
+    run.add_argument(
+        "--speed",
+        type=_speed,
+        help="run the clock this many times faster, to try the cycle out (e.g. 3600)",
+    )
+    run.add_argument("--database", help="database URL (default BOEKET_DATABASE_URL or SQLite)")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser(
+        "demo", help="simulate two weeks on a virtual clock and print every channel"
+    )
+    demo.add_argument(
+        "--config", type=Path, help="organisation config (default: the example hospital)"
+    )
+    demo.add_argument(
+        "--days", type=_positive_days, default=14, help="days to simulate (default 14)"
+    )
+    demo.add_argument("--start", type=_date, help="first day, YYYY-MM-DD (default today)")
+    demo.add_argument("--database", help="database URL (default: a temporary SQLite file)")
+    demo.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    demo.set_defaults(func=cmd_demo)
+
+    db = sub.add_parser("db", help="database tasks")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="TASK")
+    upgrade = db_sub.add_parser("upgrade", help="apply the migrations (Alembic) up to the newest")
+    upgrade.add_argument("--database", help="database URL (default BOEKET_DATABASE_URL or SQLite)")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    config = sub.add_parser("config", help="organisation config tasks")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="TASK")
+    check = config_sub.add_parser("check", help="validate an organisation config file")
+    check.add_argument("file", help="the YAML file to check")
+    check.set_defaults(func=cmd_config_check)
+    example = config_sub.add_parser("example", help="print the example config, to start your own")
+    example.set_defaults(func=cmd_config_example)
+    return top
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    env = dict(os.environ)
+    for flag, name in (
+        ("config", "BOEKET_CONFIG"),
+        ("host", "BOEKET_HOST"),
+        ("port", "BOEKET_PORT"),
+        ("speed", "BOEKET_SPEED"),
+        ("database", "BOEKET_DATABASE_URL"),
+        ("log_level", "BOEKET_LOG_LEVEL"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            env[name] = str(value)
+    return Settings.from_env(env)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"boeket: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(settings.log_level)
+    try:
+        prompts = PromptLibrary.load()
+    except PromptError as exc:
+        print(f"boeket: the prompt library is damaged: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return int(args.func(args, settings, prompts))
+    except UserError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseUrlError as exc:
+        print(
+            prompts.text(settings.language, "cli.database_url_error", reason=str(exc)),
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

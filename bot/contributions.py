@@ -1,0 +1,517 @@
+"""What people send Boeket: answers in a prompt's thread or form, `/deel` shares, edits, deletes.
+
+Every event becomes at most one stored contribution: the platform's event id (or form submission
+id) is the idempotency key, so a retried delivery or a double-clicked submit stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import date
+
+from bot.config import Department, OrgConfig
+from bot.cycle import ANSWER_ACTION, CycleEngine, Texts
+from bot.domain import Contribution, Kind, NewContribution, Person, Source, Step
+from bot.messages import (
+    Actions,
+    Block,
+    Bullets,
+    Button,
+    ButtonEvent,
+    CommandEvent,
+    Context,
+    Ephemeral,
+    Event,
+    Field,
+    Form,
+    FormDone,
+    FormErrors,
+    FormEvent,
+    Header,
+    Message,
+    MessageEvent,
+    Option,
+    Response,
+    Section,
+    ShowForm,
+)
+from bot.ports import Clock
+from storage.repositories import ContributionRepository, OccurrenceRepository
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 4000  # characters of one answer; Slack sections hold 3000, so harvests shorten
+MAX_FIELD = 2000
+MIN_TEXT = 3
+ANSWER_FORM = "boeket.answer"
+SHARE_FORM = "boeket.share"
+EDIT_FORM = "boeket.edit"
+EDIT_ACTION = "boeket.edit"
+DELETE_ACTION = "boeket.delete"
+COMMANDS = frozenset({"deel", "share"})
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.strip().upper().encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Clean:
+    value: str
+    error: str | None
+
+
+class ContributionService:
+    """Handles every neutral event an adapter hands to the core."""
+
+    def __init__(
+        self,
+        *,
+        config: OrgConfig,
+        texts: Texts,
+        contributions: ContributionRepository,
+        occurrences: OccurrenceRepository,
+        cycle: CycleEngine,
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self._t = texts
+        self._contributions = contributions
+        self._occurrences = occurrences
+        self._cycle = cycle
+        self._clock = clock
+
+    @property
+    def org(self) -> str:
+        return self._config.organisation.id
+
+    async def handle(self, event: Event) -> Response:
+        match event:
+            case MessageEvent():
+                return await self._message(event)
+            case CommandEvent():
+                return await self._command(event)
+            case ButtonEvent():
+                return await self._button(event)
+            case FormEvent():
+                return await self._form(event)
+
+    def _dept(self, platform: str, channel: str) -> Department | None:
+        return self._config.department_for_channel(platform, channel)
+
+    # --- thread replies -----------------------------------------------------------------------
+
+    async def _message(self, event: MessageEvent) -> Response:
+        dept = self._dept(event.channel.platform, event.channel.channel)
+        if dept is None or event.thread_id is None:
+            return None  # chatter outside a department's prompt thread is not ours to keep
+        prompt = await self._occurrences.find_prompt(
+            self.org, event.channel.platform, event.channel.channel, event.thread_id
+        )
+        if prompt is None or prompt.kind is None:
+            return None
+        text = event.text.strip()
+        if len(text) < MIN_TEXT:
+            return None
+        if len(text) > MAX_TEXT:
+            return Ephemeral(self._plain(dept, "answer.too_long", max=MAX_TEXT, length=len(text)))
+        _, created = await self._contributions.add(
+            NewContribution(
+                organisation_id=self.org,
+                department_id=dept.id,
+                kind=prompt.kind,
+                source=Source.REPLY,
+                round_date=prompt.round_date,
+                text=text,
+                anonymous=False,
+                author=event.person,
+                platform=event.channel.platform,
+                event_key=f"{event.channel.platform}:message:{event.event_id}",
+                created_at=self._clock.now(),
+                goal_id=prompt.goal_id,
+            )
+        )
+        if not created:
+            return None
+        followup = self._followup_question(dept, prompt.kind, prompt.round_date)
+        return Ephemeral(self._plain(dept, "answer.thanks_reply", followup=followup))
+
+    def _followup_question(self, dept: Department, kind: Kind, round_date: date) -> str:
+        return self._t(dept, f"answer.followup.{kind.value}")
+
+    # --- commands -----------------------------------------------------------------------------
+
+    async def _command(self, event: CommandEvent) -> Response:
+        dept = self._dept(event.channel.platform, event.channel.channel)
+        words = event.text.strip().split()
+        sub = words[0].lower() if words else ""
+        if event.command.lstrip("/").lower() not in COMMANDS or sub in {"help", "hulp", "?"}:
+            return Ephemeral(self._help(dept))
+        if sub in {"mijn", "mine"}:
+            return Ephemeral(await self._mine(dept, event.channel.platform, event.person))
+        if sub in {"verwijder", "delete"}:
+            if len(words) < 2:
+                return Ephemeral(self._plain(dept, "delete.code_missing"))
+            deleted = await self._contributions.delete_by_token(self.org, token_hash(words[1]))
+            return Ephemeral(self._plain(dept, "delete.done" if deleted else "delete.code_unknown"))
+        if dept is None:
+            return Ephemeral(self._plain(None, "share.not_a_department"))
+        return ShowForm(self._share_form(dept, prefill=" ".join(words)))
+
+    def _help(self, dept: Department | None) -> Message:
+        text = self._t(dept, "help.text")
+        return Message(
+            text=text,
+            blocks=(
+                Header(self._t(dept, "help.title")),
+                Section(text),
+                Bullets(
+                    (
+                        self._t(dept, "help.deel"),
+                        self._t(dept, "help.mijn"),
+                        self._t(dept, "help.verwijder"),
+                        self._t(dept, "help.help"),
+                    )
+                ),
+            ),
+        )
+
+    def _plain(self, dept: Department | None, key: str, **params: object) -> Message:
+        text = self._t(dept, key, **params)
+        return Message(text=text, blocks=(Section(text),))
+
+    async def _mine(self, dept: Department | None, platform: str, person: Person) -> Message:
+        own = await self._contributions.by_author(self.org, platform, person.id, limit=10)
+        if not own:
+            return self._plain(dept, "mine.empty")
+        blocks: list[Block] = [Header(self._t(dept, "mine.title"))]
+        for c in own:
+            where = self._config.department(c.department_id).name
+            blocks.append(
+                Section(
+                    _shorten(c.text, 500),
+                    title=self._t(
+                        dept,
+                        "mine.item",
+                        kind=self._t.kind_title(dept, c.kind),
+                        department=where,
+                        date=c.created_at.date().isoformat(),
+                    ),
+                )
+            )
+            blocks.append(
+                Actions(
+                    (
+                        Button(EDIT_ACTION, self._t(dept, "mine.edit"), value=str(c.id)),
+                        Button(
+                            DELETE_ACTION,
+                            self._t(dept, "mine.delete"),
+                            value=str(c.id),
+                            style="danger",
+                        ),
+                    )
+                )
+            )
+        blocks.append(Context(self._t(dept, "mine.anonymous_note")))
+        return Message(text=self._t(dept, "mine.title"), blocks=tuple(blocks))
+
+    # --- buttons ------------------------------------------------------------------------------
+
+    async def _button(self, event: ButtonEvent) -> Response:
+        dept = self._dept(event.channel.platform, event.channel.channel)
+        if event.action_id == ANSWER_ACTION:
+            if dept is None:
+                return None
+            try:
+                round_date = date.fromisoformat(event.value)
+            except ValueError:
+                return None
+            prompt = await self._occurrences.get(self.org, dept.id, Step.PROMPT, round_date)
+            if prompt is None or prompt.kind is None:
+                return Ephemeral(self._plain(dept, "answer.round_unknown"))
+            return ShowForm(self._answer_form(dept, prompt.kind, round_date))
+        if event.action_id in {EDIT_ACTION, DELETE_ACTION}:
+            own = await self._own(event.person, event.channel.platform, event.value)
+            if own is None:
+                return Ephemeral(self._plain(dept, "mine.not_yours"))
+            if event.action_id == DELETE_ACTION:
+                await self._contributions.delete_own(
+                    self.org, own.id, event.channel.platform, event.person.id
+                )
+                log.info("contribution %s deleted by its author", own.id)
+                return Ephemeral(self._plain(dept, "delete.done"))
+            return ShowForm(self._edit_form(dept, own))
+        return None
+
+    async def _own(self, person: Person, platform: str, value: str) -> Contribution | None:
+        if not value.isdigit():
+            return None
+        c = await self._contributions.get(self.org, int(value))
+        if c is None or c.author is None or c.author.id != person.id or c.platform != platform:
+            return None
+        return c
+
+    # --- forms --------------------------------------------------------------------------------
+
+    def _anonymous_field(self, dept: Department) -> tuple[Field, ...]:
+        if not dept.anonymous_answers:
+            return ()
+        return (
+            Field(
+                "anonymous",
+                self._t(dept, "form.anonymous"),
+                kind="checkbox",
+                hint=self._t(dept, "form.anonymous_hint"),
+            ),
+        )
+
+    def _answer_form(self, dept: Department, kind: Kind, round_date: date) -> Form:
+        return Form(
+            form_id=ANSWER_FORM,
+            title=self._t(dept, "answer.form_title"),
+            submit_label=self._t(dept, "form.submit"),
+            intro=self._t.kind_title(dept, kind),
+            fields=(
+                Field(
+                    "text",
+                    self._t(dept, "answer.field_text"),
+                    kind="textarea",
+                    required=True,
+                    max_length=MAX_TEXT,
+                ),
+                Field(
+                    "followup",
+                    self._followup_question(dept, kind, round_date),
+                    kind="textarea",
+                    max_length=MAX_FIELD,
+                ),
+                *self._anonymous_field(dept),
+            ),
+            meta={"department": dept.id, "round": round_date.isoformat()},
+        )
+
+    def _share_form(self, dept: Department, prefill: str = "") -> Form:
+        goals = tuple(Option(g.id, g.title) for g in self._config.goals)
+        themes = tuple(Option(t.id, self._t.theme_title(dept, t.id)) for t in self._config.themes)
+        return Form(
+            form_id=SHARE_FORM,
+            title=self._t(dept, "share.form_title"),
+            submit_label=self._t(dept, "form.submit"),
+            intro=self._t(dept, "share.intro"),
+            fields=(
+                Field(
+                    "what",
+                    self._t(dept, "share.field_what"),
+                    kind="textarea",
+                    required=True,
+                    max_length=MAX_FIELD,
+                    hint=self._t(dept, "share.hint_what"),
+                    initial=prefill[:MAX_FIELD],
+                ),
+                Field(
+                    "preconditions",
+                    self._t(dept, "share.field_preconditions"),
+                    kind="textarea",
+                    required=True,
+                    max_length=MAX_FIELD,
+                    hint=self._t(dept, "share.hint_preconditions"),
+                ),
+                Field(
+                    "effect",
+                    self._t(dept, "share.field_effect"),
+                    kind="textarea",
+                    max_length=MAX_FIELD,
+                    hint=self._t(dept, "share.hint_effect"),
+                ),
+                Field("goal", self._t(dept, "share.field_goal"), kind="select", options=goals),
+                Field("theme", self._t(dept, "share.field_theme"), kind="select", options=themes),
+                *self._anonymous_field(dept),
+            ),
+            meta={"department": dept.id},
+        )
+
+    def _edit_form(self, dept: Department | None, c: Contribution) -> Form:
+        home = self._config.department(c.department_id)
+        return Form(
+            form_id=EDIT_FORM,
+            title=self._t(dept, "edit.form_title"),
+            submit_label=self._t(dept, "form.submit"),
+            fields=(
+                Field(
+                    "text",
+                    self._t(dept, "edit.field_text"),
+                    kind="textarea",
+                    required=True,
+                    max_length=MAX_TEXT,
+                    initial=c.text,
+                ),
+            ),
+            meta={"department": home.id, "contribution": str(c.id)},
+        )
+
+    def _clean(
+        self,
+        dept: Department | None,
+        values: dict[str, str],
+        name: str,
+        *,
+        required: bool,
+        limit: int,
+    ) -> _Clean:
+        value = (values.get(name) or "").strip()
+        if required and len(value) < MIN_TEXT:
+            return _Clean(value, self._t(dept, "form.error_required", min=MIN_TEXT))
+        if len(value) > limit:
+            return _Clean(value, self._t(dept, "form.error_too_long", max=limit, length=len(value)))
+        return _Clean(value, None)
+
+    async def _form(self, event: FormEvent) -> Response:
+        dept_id = event.meta.get("department", "")
+        try:
+            dept = self._config.department(dept_id)
+        except KeyError:
+            return Ephemeral(self._plain(None, "form.expired"))
+        if event.form_id == ANSWER_FORM:
+            return await self._submit_answer(dept, event)
+        if event.form_id == SHARE_FORM:
+            return await self._submit_share(dept, event)
+        if event.form_id == EDIT_FORM:
+            return await self._submit_edit(dept, event)
+        return Ephemeral(self._plain(dept, "form.expired"))
+
+    def _anonymous(self, dept: Department, values: dict[str, str]) -> bool:
+        return dept.anonymous_answers and values.get("anonymous", "").lower() in {
+            "1",
+            "true",
+            "on",
+            "yes",
+            "ja",
+        }
+
+    async def _store(self, new: NewContribution) -> tuple[Contribution, bool, str | None]:
+        token = secrets.token_hex(4).upper() if new.anonymous else None
+        if token:
+            new = _with_token(new, token_hash(token))
+        stored, created = await self._contributions.add(new)
+        return stored, created, token if created else None
+
+    async def _submit_answer(self, dept: Department, event: FormEvent) -> Response:
+        text = self._clean(dept, event.values, "text", required=True, limit=MAX_TEXT)
+        followup = self._clean(dept, event.values, "followup", required=False, limit=MAX_FIELD)
+        errors = {n: c.error for n, c in (("text", text), ("followup", followup)) if c.error}
+        if errors:
+            return FormErrors(errors)
+        try:
+            round_date = date.fromisoformat(event.meta.get("round", ""))
+        except ValueError:
+            return Ephemeral(self._plain(dept, "form.expired"))
+        prompt = await self._occurrences.get(self.org, dept.id, Step.PROMPT, round_date)
+        if prompt is None or prompt.kind is None:
+            return Ephemeral(self._plain(dept, "answer.round_unknown"))
+        anonymous = self._anonymous(dept, event.values)
+        fields = {"followup": followup.value} if followup.value else {}
+        _, created, token = await self._store(
+            NewContribution(
+                organisation_id=self.org,
+                department_id=dept.id,
+                kind=prompt.kind,
+                source=Source.FORM,
+                round_date=round_date,
+                text=text.value,
+                anonymous=anonymous,
+                author=None if anonymous else event.person,
+                platform=event.channel.platform,
+                event_key=f"{event.channel.platform}:form:{event.submission_id}",
+                created_at=self._clock.now(),
+                fields=fields,
+                goal_id=prompt.goal_id,
+            )
+        )
+        return FormDone(self._confirmation(dept, "answer.thanks_form", created, token))
+
+    async def _submit_share(self, dept: Department, event: FormEvent) -> Response:
+        cleaned = {
+            "what": self._clean(dept, event.values, "what", required=True, limit=MAX_FIELD),
+            "preconditions": self._clean(
+                dept, event.values, "preconditions", required=True, limit=MAX_FIELD
+            ),
+            "effect": self._clean(dept, event.values, "effect", required=False, limit=MAX_FIELD),
+        }
+        errors = {name: c.error for name, c in cleaned.items() if c.error}
+        goal = (event.values.get("goal") or "").strip() or None
+        theme = (event.values.get("theme") or "").strip() or None
+        if goal is not None and self._config.goal(goal) is None:
+            errors["goal"] = self._t(dept, "form.error_choice")
+        if theme is not None and self._config.theme(theme) is None:
+            errors["theme"] = self._t(dept, "form.error_choice")
+        if errors:
+            return FormErrors(errors)
+        now = self._clock.now()
+        rnd = self._cycle.current_round(dept, now)
+        anonymous = self._anonymous(dept, event.values)
+        fields = {name: c.value for name, c in cleaned.items() if c.value}
+        _, created, token = await self._store(
+            NewContribution(
+                organisation_id=self.org,
+                department_id=dept.id,
+                kind=Kind.SUCCES,
+                source=Source.SHARE,
+                round_date=rnd.round_date,
+                text=fields["what"],
+                anonymous=anonymous,
+                author=None if anonymous else event.person,
+                platform=event.channel.platform,
+                event_key=f"{event.channel.platform}:form:{event.submission_id}",
+                created_at=now,
+                fields=fields,
+                goal_id=goal,
+                theme=theme,
+            )
+        )
+        return FormDone(self._confirmation(dept, "share.thanks", created, token))
+
+    async def _submit_edit(self, dept: Department, event: FormEvent) -> Response:
+        text = self._clean(dept, event.values, "text", required=True, limit=MAX_TEXT)
+        if text.error:
+            return FormErrors({"text": text.error})
+        own = await self._own(
+            event.person, event.channel.platform, event.meta.get("contribution", "")
+        )
+        if own is None:
+            return Ephemeral(self._plain(dept, "mine.not_yours"))
+        fields = dict(own.fields)
+        if own.source is Source.SHARE:
+            fields["what"] = text.value
+        await self._contributions.update_own(
+            self.org,
+            own.id,
+            event.channel.platform,
+            event.person.id,
+            text.value,
+            fields if own.source is Source.SHARE else None,
+            self._clock.now(),
+        )
+        return FormDone(self._plain(dept, "edit.done"))
+
+    def _confirmation(
+        self, dept: Department, key: str, created: bool, token: str | None
+    ) -> Message:
+        if not created:
+            return self._plain(dept, "form.already_received")
+        blocks: list[Block] = [Section(self._t(dept, key))]
+        if token:
+            blocks.append(Context(self._t(dept, "form.anonymous_code", code=token)))
+        return Message(text=self._t(dept, key), blocks=tuple(blocks))
+
+
+def _with_token(new: NewContribution, token_hash_value: str) -> NewContribution:
+    from dataclasses import replace
+
+    return replace(new, delete_token_hash=token_hash_value)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,49 @@
+"""Ports: the small protocols the core needs from the outside world."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Protocol
+
+from aiohttp import web
+
+from bot.domain import ChannelRef, Person, PostedMessage
+from bot.messages import Event, Message, Response
+
+EventHandler = Callable[[Event], Awaitable[Response]]
+
+
+class Adapter(Protocol):
+    """One chat platform. Turns platform payloads into neutral events and messages into calls.
+
+    Adapters call the `EventHandler` they were given for every event and render its `Response`
+    the platform's way (a modal, inline errors, an ephemeral message).
+    """
+
+    @property
+    def platform(self) -> str: ...
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        """HTTP routes to mount on Boeket's aiohttp application."""
+        ...
+
+    async def start(self, handler: EventHandler) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def post(self, channel: ChannelRef, message: Message) -> PostedMessage: ...
+
+    async def reply(self, posted: PostedMessage, message: Message) -> PostedMessage: ...
+
+    async def update(self, posted: PostedMessage, message: Message) -> None: ...
+
+    async def notify(self, channel: ChannelRef, person: Person, message: Message) -> None:
+        """Tell one person something only they see (an ephemeral message or a direct chat)."""
+        ...
+
+
+class Clock(Protocol):
+    """Where the core gets the time; a virtual clock runs the cycle faster for demos and tests."""
+
+    def now(self) -> datetime: ...

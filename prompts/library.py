@@ -1,0 +1,227 @@
+"""The prompt library: every user-facing text of Boeket, as data, in Dutch and English.
+
+Files per language (``prompts/<lang>/``):
+
+- ``kinds.yaml``: per prompt kind a title, the Senge discipline it serves, and variants, each a
+  ``question`` and its ``followup``;
+- ``symbolism.yaml``: per symbolism (bloemen, briljanten, bouwstenen) the words and emoji that
+  templates use as ``{sym.item}``, ``{sym.items}``, ``{sym.whole}``, ``{sym.emoji}``, …;
+- ``ui.yaml``: every other text, addressed by dotted key (``harvest.title``).
+
+Templates are ``str.format`` strings. Only named fields are allowed; the values are plain text that
+each adapter escapes for its platform.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent
+LANGUAGES = ("nl", "en")
+KINDS = ("succes", "les", "casus", "koers", "waardering", "perspectief")
+SYMBOLISMS = ("bloemen", "briljanten", "bouwstenen")
+
+
+class PromptError(Exception):
+    """The prompt library on disk is incomplete or a template cannot be rendered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    question: str
+    followup: str
+
+
+@dataclass(frozen=True, slots=True)
+class KindText:
+    title: str
+    discipline: str
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPrompt:
+    kind: str
+    title: str
+    question: str
+    followup: str
+    emoji: str
+
+
+class _Sym:
+    """Gives templates attribute access (``{sym.item}``) to a symbolism's vocabulary."""
+
+    def __init__(self, words: Mapping[str, str]) -> None:
+        self._words = words
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self._words[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class _Formatter(string.Formatter):
+    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
+        if isinstance(key, int):
+            raise PromptError("templates use named fields only")
+        try:
+            return kwargs[key]
+        except KeyError:
+            raise PromptError(f"unknown field {{{key}}}") from None
+
+
+_FORMATTER = _Formatter()
+
+
+def _flatten(prefix: str, node: object, out: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), value, out)
+    elif isinstance(node, str):
+        out[prefix] = node
+    else:
+        raise PromptError(f"{prefix}: expected text, found {type(node).__name__}")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PromptError(f"{path}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Language:
+    ui: Mapping[str, str]
+    kinds: Mapping[str, KindText]
+    symbolism: Mapping[str, Mapping[str, str]]
+    demo: Mapping[str, Any]
+
+
+def _load_language(folder: Path) -> _Language:
+    ui: dict[str, str] = {}
+    _flatten("", _read_yaml(folder / "ui.yaml"), ui)
+    kinds: dict[str, KindText] = {}
+    for kind, node in (_read_yaml(folder / "kinds.yaml") or {}).items():
+        variants = tuple(
+            Variant(question=str(v["question"]).strip(), followup=str(v["followup"]).strip())
+            for v in node["variants"]
+        )
+        kinds[kind] = KindText(str(node["title"]), str(node["discipline"]), variants)
+    symbolism = {
+        name: MappingProxyType({k: str(v) for k, v in words.items()})
+        for name, words in (_read_yaml(folder / "symbolism.yaml") or {}).items()
+    }
+    demo_path = folder / "demo.yaml"
+    demo = _read_yaml(demo_path) if demo_path.exists() else {}
+    return _Language(MappingProxyType(ui), MappingProxyType(kinds), symbolism, demo or {})
+
+
+class PromptLibrary:
+    """Loaded prompt texts for every language; cheap to share, never mutated."""
+
+    def __init__(self, languages: Mapping[str, _Language]) -> None:
+        self._languages = dict(languages)
+
+    @classmethod
+    def load(cls, root: Path = ROOT) -> PromptLibrary:
+        return cls({lang: _load_language(root / lang) for lang in LANGUAGES})
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(self._languages)
+
+    def _lang(self, lang: str) -> _Language:
+        try:
+            return self._languages[lang]
+        except KeyError:
+            raise PromptError(f"no prompts for language {lang!r}") from None
+
+    def ui_keys(self, lang: str) -> frozenset[str]:
+        return frozenset(self._lang(lang).ui)
+
+    def kinds(self, lang: str) -> Mapping[str, KindText]:
+        return self._lang(lang).kinds
+
+    def vocabulary(self, lang: str, symbolism: str) -> Mapping[str, str]:
+        try:
+            return self._lang(lang).symbolism[symbolism]
+        except KeyError:
+            raise PromptError(f"no symbolism {symbolism!r} in {lang}") from None
+
+    def demo(self, lang: str) -> Mapping[str, Any]:
+        return self._lang(lang).demo
+
+    def format(self, template: str, lang: str, symbolism: str, **params: object) -> str:
+        """Fill a template; ``{sym.*}`` comes from the symbolism, the rest from `params`."""
+        fields = {"sym": _Sym(self.vocabulary(lang, symbolism)), **params}
+        try:
+            return _FORMATTER.vformat(template, (), fields).strip()
+        except (AttributeError, IndexError, ValueError) as exc:
+            raise PromptError(f"cannot render {template!r}: {exc}") from exc
+
+    def template(self, lang: str, key: str) -> str:
+        """The unrendered UI template under dotted `key`."""
+        try:
+            return self._lang(lang).ui[key]
+        except KeyError:
+            raise PromptError(f"no text {key!r} in {lang}") from None
+
+    def text(self, lang: str, key: str, *, symbolism: str = "bloemen", **params: object) -> str:
+        """The UI text under dotted `key`, rendered."""
+        return self.format(self.template(lang, key), lang, symbolism, **params)
+
+    def kind_title(self, lang: str, kind: str) -> str:
+        return self._kind(lang, kind).title
+
+    def _kind(self, lang: str, kind: str) -> KindText:
+        try:
+            return self._lang(lang).kinds[kind]
+        except KeyError:
+            raise PromptError(f"no prompt kind {kind!r} in {lang}") from None
+
+    def variant_count(self, lang: str, kind: str) -> int:
+        return len(self._kind(lang, kind).variants)
+
+    def render_prompt(
+        self,
+        lang: str,
+        kind: str,
+        variant: int,
+        *,
+        symbolism: str,
+        department: str,
+        goal: str = "",
+        theme: str = "",
+        other_department: str = "",
+    ) -> RenderedPrompt:
+        """Render variant number `variant` (wrapping around) of `kind` for one department."""
+        text = self._kind(lang, kind)
+        chosen = text.variants[variant % len(text.variants)]
+        params = {
+            "department": department,
+            "goal": goal,
+            "theme": theme,
+            "other_department": other_department,
+        }
+        return RenderedPrompt(
+            kind=kind,
+            title=self.format(text.title, lang, symbolism, **params),
+            question=self.format(chosen.question, lang, symbolism, **params),
+            followup=self.format(chosen.followup, lang, symbolism, **params),
+            emoji=self.vocabulary(lang, symbolism).get(f"emoji_{kind}", ""),
+        )
+
+
+def pick_variant(seed: str, count: int) -> int:
+    """A stable variant choice for a round, so every replica renders the same text."""
+    return random.Random(seed).randrange(count)  # noqa: S311 - choice of wording, not security

@@ -1,0 +1,458 @@
+"""Repositories: the only way the core reads and writes the database. They return domain values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bot.domain import (
+    Contribution,
+    Kind,
+    NewContribution,
+    Occurrence,
+    OccurrenceStatus,
+    Person,
+    Source,
+    Step,
+)
+from storage.db import Database
+from storage.tables import AdapterStateRow, ContributionRow, OccurrenceRow
+
+
+def _insert(db: Database, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """INSERT with the backend's ON CONFLICT clause (both dialects spell it the same)."""
+    if db.backend == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _occurrence(row: OccurrenceRow) -> Occurrence:
+    return Occurrence(
+        id=row.id,
+        organisation_id=row.organisation_id,
+        department_id=row.department_id,
+        step=Step(row.step),
+        round_date=row.round_date,
+        due_at=row.due_at,
+        status=OccurrenceStatus(row.status),
+        kind=Kind(row.kind) if row.kind else None,
+        goal_id=row.goal_id,
+        message_id=row.message_id,
+        thread_id=row.thread_id,
+        attempts=row.attempts,
+    )
+
+
+def _contribution(row: ContributionRow) -> Contribution:
+    author = (
+        Person(row.author_id, row.author_name or "")
+        if row.author_id is not None and not row.anonymous
+        else None
+    )
+    return Contribution(
+        id=row.id,
+        organisation_id=row.organisation_id,
+        department_id=row.department_id,
+        kind=Kind(row.kind),
+        source=Source(row.source),
+        round_date=row.round_date,
+        text=row.text,
+        anonymous=row.anonymous,
+        author=author,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        platform=row.platform,
+        event_key=row.event_key,
+        fields=dict(row.fields or {}),
+        goal_id=row.goal_id,
+        theme=row.theme,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOccurrence:
+    """An occurrence the cycle computed; inserted if its key is new, ignored otherwise."""
+
+    organisation_id: str
+    department_id: str
+    step: Step
+    round_date: date
+    due_at: datetime
+
+
+class OccurrenceRepository:
+    """Occurrences of cycle steps, and the claim that makes each one post exactly once."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def plan(self, planned: Iterable[PlannedOccurrence]) -> int:
+        """Insert occurrences whose key is new (ON CONFLICT DO NOTHING); return how many were."""
+        rows = [
+            {
+                "organisation_id": p.organisation_id,
+                "department_id": p.department_id,
+                "step": p.step.value,
+                "round_date": p.round_date,
+                "due_at": p.due_at,
+                "status": OccurrenceStatus.PENDING.value,
+                "attempts": 0,
+            }
+            for p in planned
+        ]
+        if not rows:
+            return 0
+        stmt = (
+            _insert(self._db, OccurrenceRow)
+            .values(rows)
+            .on_conflict_do_nothing(
+                index_elements=["organisation_id", "department_id", "step", "round_date"]
+            )
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return max(int(result.rowcount), 0)
+
+    async def due(
+        self, organisation_id: str, now: datetime, lease: timedelta, limit: int = 200
+    ) -> list[Occurrence]:
+        """Pending occurrences due by `now`, and claims older than `lease` (a crashed worker)."""
+        stmt = (
+            select(OccurrenceRow)
+            .where(
+                OccurrenceRow.organisation_id == organisation_id,
+                OccurrenceRow.due_at <= now,
+                or_(
+                    OccurrenceRow.status == OccurrenceStatus.PENDING.value,
+                    and_(
+                        OccurrenceRow.status == OccurrenceStatus.CLAIMED.value,
+                        OccurrenceRow.claimed_at < now - lease,
+                    ),
+                ),
+            )
+            .order_by(OccurrenceRow.due_at, OccurrenceRow.id)
+            .limit(limit)
+        )
+        async with self._db.sessions() as session:
+            return [_occurrence(r) for r in (await session.scalars(stmt)).all()]
+
+    async def claim(self, occurrence_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
+        """Take an occurrence for `worker`. A conditional UPDATE: only one worker can win it."""
+        stmt = (
+            update(OccurrenceRow)
+            .where(
+                OccurrenceRow.id == occurrence_id,
+                or_(
+                    OccurrenceRow.status == OccurrenceStatus.PENDING.value,
+                    and_(
+                        OccurrenceRow.status == OccurrenceStatus.CLAIMED.value,
+                        OccurrenceRow.claimed_at < now - lease,
+                    ),
+                ),
+            )
+            .values(
+                status=OccurrenceStatus.CLAIMED.value,
+                claimed_by=worker,
+                claimed_at=now,
+                attempts=OccurrenceRow.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def finish(
+        self,
+        occurrence_id: int,
+        worker: str,
+        status: OccurrenceStatus,
+        now: datetime,
+        *,
+        kind: Kind | None = None,
+        goal_id: str | None = None,
+        platform: str | None = None,
+        channel: str | None = None,
+        message_id: str | None = None,
+        thread_id: str | None = None,
+        note: str | None = None,
+    ) -> bool:
+        """Record the outcome of a claimed occurrence. False if another worker took it over."""
+        values: dict[str, Any] = {"status": status.value, "finished_at": now, "note": note}
+        for name, value in (
+            ("kind", kind.value if kind else None),
+            ("goal_id", goal_id),
+            ("platform", platform),
+            ("channel", channel),
+            ("message_id", message_id),
+            ("thread_id", thread_id),
+        ):
+            if value is not None:
+                values[name] = value
+        stmt = (
+            update(OccurrenceRow)
+            .where(
+                OccurrenceRow.id == occurrence_id,
+                OccurrenceRow.status == OccurrenceStatus.CLAIMED.value,
+                OccurrenceRow.claimed_by == worker,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def release(self, occurrence_id: int, worker: str, note: str) -> None:
+        """Give a claim back after a failed attempt so a later tick retries it."""
+        stmt = (
+            update(OccurrenceRow)
+            .where(OccurrenceRow.id == occurrence_id, OccurrenceRow.claimed_by == worker)
+            .values(status=OccurrenceStatus.PENDING.value, claimed_by=None, note=note[:500])
+            .execution_options(synchronize_session=False)
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)
+
+    async def get(
+        self, organisation_id: str, department_id: str, step: Step, round_date: date
+    ) -> Occurrence | None:
+        stmt = select(OccurrenceRow).where(
+            OccurrenceRow.organisation_id == organisation_id,
+            OccurrenceRow.department_id == department_id,
+            OccurrenceRow.step == step.value,
+            OccurrenceRow.round_date == round_date,
+        )
+        async with self._db.sessions() as session:
+            row = await session.scalar(stmt)
+        return _occurrence(row) if row else None
+
+    async def find_prompt(
+        self, organisation_id: str, platform: str, channel: str, message_id: str
+    ) -> Occurrence | None:
+        """The sent prompt whose message (thread root) is `message_id` in that channel."""
+        stmt = select(OccurrenceRow).where(
+            OccurrenceRow.organisation_id == organisation_id,
+            OccurrenceRow.step == Step.PROMPT.value,
+            OccurrenceRow.platform == platform,
+            OccurrenceRow.channel == channel,
+            or_(OccurrenceRow.message_id == message_id, OccurrenceRow.thread_id == message_id),
+        )
+        async with self._db.sessions() as session:
+            row = await session.scalar(stmt)
+        return _occurrence(row) if row else None
+
+    async def count_sent(self, organisation_id: str, department_id: str, step: Step) -> int:
+        stmt = select(func.count()).where(
+            OccurrenceRow.organisation_id == organisation_id,
+            OccurrenceRow.department_id == department_id,
+            OccurrenceRow.step == step.value,
+            OccurrenceRow.status == OccurrenceStatus.SENT.value,
+        )
+        async with self._db.sessions() as session:
+            return int(await session.scalar(stmt) or 0)
+
+    async def count_kind(self, organisation_id: str, department_id: str, kind: Kind) -> int:
+        stmt = select(func.count()).where(
+            OccurrenceRow.organisation_id == organisation_id,
+            OccurrenceRow.department_id == department_id,
+            OccurrenceRow.step == Step.PROMPT.value,
+            OccurrenceRow.status == OccurrenceStatus.SENT.value,
+            OccurrenceRow.kind == kind.value,
+        )
+        async with self._db.sessions() as session:
+            return int(await session.scalar(stmt) or 0)
+
+    async def all(self, organisation_id: str) -> list[Occurrence]:
+        stmt = (
+            select(OccurrenceRow)
+            .where(OccurrenceRow.organisation_id == organisation_id)
+            .order_by(OccurrenceRow.due_at, OccurrenceRow.id)
+        )
+        async with self._db.sessions() as session:
+            return [_occurrence(r) for r in (await session.scalars(stmt)).all()]
+
+
+class ContributionRepository:
+    """Answers and shares, stored idempotently by the platform's event key."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, new: NewContribution) -> tuple[Contribution, bool]:
+        """Store `new` unless its event key is known; return the stored row and if it is new."""
+        values = {
+            "organisation_id": new.organisation_id,
+            "department_id": new.department_id,
+            "kind": new.kind.value,
+            "source": new.source.value,
+            "round_date": new.round_date,
+            "text": new.text,
+            "fields": dict(new.fields),
+            "goal_id": new.goal_id,
+            "theme": new.theme,
+            "anonymous": new.anonymous,
+            # Anonymous means no link to the person, not a hidden one.
+            "author_id": None if new.anonymous or new.author is None else new.author.id,
+            "author_name": None if new.anonymous or new.author is None else new.author.name,
+            "platform": new.platform,
+            "event_key": new.event_key,
+            "delete_token_hash": new.delete_token_hash,
+            "created_at": new.created_at,
+            "updated_at": new.created_at,
+        }
+        stmt = (
+            _insert(self._db, ContributionRow)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["organisation_id", "event_key"])
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+            created = result.rowcount == 1
+            row = await session.scalar(
+                select(ContributionRow).where(
+                    ContributionRow.organisation_id == new.organisation_id,
+                    ContributionRow.event_key == new.event_key,
+                )
+            )
+        if row is None:  # pragma: no cover - the insert or the earlier one must be there
+            raise RuntimeError("contribution vanished after insert")
+        return _contribution(row), created
+
+    async def get(self, organisation_id: str, contribution_id: int) -> Contribution | None:
+        async with self._db.sessions() as session:
+            row = await session.get(ContributionRow, contribution_id)
+        if row is None or row.organisation_id != organisation_id:
+            return None
+        return _contribution(row)
+
+    async def for_round(
+        self, organisation_id: str, department_id: str, round_date: date
+    ) -> list[Contribution]:
+        stmt = (
+            select(ContributionRow)
+            .where(
+                ContributionRow.organisation_id == organisation_id,
+                ContributionRow.department_id == department_id,
+                ContributionRow.round_date == round_date,
+            )
+            .order_by(ContributionRow.created_at, ContributionRow.id)
+        )
+        async with self._db.sessions() as session:
+            return [_contribution(r) for r in (await session.scalars(stmt)).all()]
+
+    async def by_author(
+        self, organisation_id: str, platform: str, author_id: str, limit: int = 50
+    ) -> list[Contribution]:
+        stmt = (
+            select(ContributionRow)
+            .where(
+                ContributionRow.organisation_id == organisation_id,
+                ContributionRow.platform == platform,
+                ContributionRow.author_id == author_id,
+            )
+            .order_by(ContributionRow.created_at.desc(), ContributionRow.id.desc())
+            .limit(limit)
+        )
+        async with self._db.sessions() as session:
+            return [_contribution(r) for r in (await session.scalars(stmt)).all()]
+
+    async def all(self, organisation_id: str) -> list[Contribution]:
+        stmt = (
+            select(ContributionRow)
+            .where(ContributionRow.organisation_id == organisation_id)
+            .order_by(ContributionRow.created_at, ContributionRow.id)
+        )
+        async with self._db.sessions() as session:
+            return [_contribution(r) for r in (await session.scalars(stmt)).all()]
+
+    async def update_own(
+        self,
+        organisation_id: str,
+        contribution_id: int,
+        platform: str,
+        author_id: str,
+        text: str,
+        fields: dict[str, str] | None,
+        now: datetime,
+    ) -> Contribution | None:
+        """Change the text of a contribution, only if `author_id` wrote it. None otherwise."""
+        values: dict[str, Any] = {"text": text, "updated_at": now}
+        if fields is not None:
+            values["fields"] = fields
+        stmt = (
+            update(ContributionRow)
+            .where(
+                ContributionRow.id == contribution_id,
+                ContributionRow.organisation_id == organisation_id,
+                ContributionRow.platform == platform,
+                ContributionRow.author_id == author_id,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        if result.rowcount != 1:
+            return None
+        return await self.get(organisation_id, contribution_id)
+
+    async def delete_own(
+        self, organisation_id: str, contribution_id: int, platform: str, author_id: str
+    ) -> bool:
+        """Delete a contribution, only if `author_id` wrote it."""
+        stmt = delete(ContributionRow).where(
+            ContributionRow.id == contribution_id,
+            ContributionRow.organisation_id == organisation_id,
+            ContributionRow.platform == platform,
+            ContributionRow.author_id == author_id,
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def delete_by_token(self, organisation_id: str, token_hash: str) -> bool:
+        """Delete an anonymous contribution by the hash of the code its author was given."""
+        stmt = delete(ContributionRow).where(
+            ContributionRow.organisation_id == organisation_id,
+            ContributionRow.delete_token_hash == token_hash,
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount == 1)
+
+
+class StateStore:
+    """Opaque JSON per adapter, e.g. Teams conversation references or local chat history."""
+
+    def __init__(self, db: Database, platform: str) -> None:
+        self._db = db
+        self._platform = platform
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        async with self._db.sessions() as session:
+            row = await session.get(AdapterStateRow, (self._platform, key))
+        return dict(row.value) if row else None
+
+    async def put(self, key: str, value: dict[str, Any], now: datetime) -> None:
+        stmt = (
+            _insert(self._db, AdapterStateRow)
+            .values(platform=self._platform, key=key, value=value, updated_at=now)
+            .on_conflict_do_update(
+                index_elements=["platform", "key"], set_={"value": value, "updated_at": now}
+            )
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)
+
+    async def keys(self, prefix: str = "") -> Sequence[str]:
+        stmt = select(AdapterStateRow.key).where(
+            AdapterStateRow.platform == self._platform, AdapterStateRow.key.startswith(prefix)
+        )
+        async with self._db.sessions() as session:
+            return list((await session.scalars(stmt)).all())

@@ -1,0 +1,129 @@
+"""SQLAlchemy tables. Rows never leave `storage/`: repositories turn them into domain values."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores no offset, so we store naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {  # noqa: RUF012 - SQLAlchemy's own class attribute
+        datetime: UTCDateTime(),
+        date: Date(),
+        dict[str, str]: JSON(),
+    }
+
+
+class OccurrenceRow(Base):
+    """One step of one round; the unique key makes posting it exactly once possible."""
+
+    __tablename__ = "occurrences"
+    __table_args__ = (
+        UniqueConstraint(
+            "organisation_id", "department_id", "step", "round_date", name="uq_occurrence_key"
+        ),
+        Index("ix_occurrences_due", "organisation_id", "status", "due_at"),
+        Index("ix_occurrences_message", "platform", "channel", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    department_id: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(16))
+    round_date: Mapped[date]
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    kind: Mapped[str | None] = mapped_column(String(16))
+    goal_id: Mapped[str | None] = mapped_column(String(64))
+    platform: Mapped[str | None] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(200))
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    thread_id: Mapped[str | None] = mapped_column(String(200))
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str | None] = mapped_column(String(500))
+
+
+class ContributionRow(Base):
+    """An answer or a share. For anonymous ones `author_id` and `author_name` stay NULL."""
+
+    __tablename__ = "contributions"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "event_key", name="uq_contribution_event"),
+        Index("ix_contributions_round", "organisation_id", "department_id", "round_date"),
+        Index("ix_contributions_author", "organisation_id", "platform", "author_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    department_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    round_date: Mapped[date]
+    text: Mapped[str] = mapped_column(Text)
+    fields: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    goal_id: Mapped[str | None] = mapped_column(String(64))
+    theme: Mapped[str | None] = mapped_column(String(64))
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    author_id: Mapped[str | None] = mapped_column(String(200))
+    author_name: Mapped[str | None] = mapped_column(String(200))
+    platform: Mapped[str] = mapped_column(String(16))
+    event_key: Mapped[str] = mapped_column(String(300))
+    delete_token_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AdapterStateRow(Base):
+    """Opaque JSON an adapter keeps (e.g. Teams conversation references, local chat history)."""
+
+    __tablename__ = "adapter_state"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime]
