@@ -8,6 +8,7 @@ still gives one occurrence.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -29,6 +30,7 @@ class Round:
     due: dict[Step, datetime]  # aware UTC
 
 
+@functools.lru_cache(maxsize=256)
 def _rule(meeting: Meeting) -> rrule:
     text = meeting.rrule or f"FREQ=WEEKLY;BYDAY={_BYDAY[meeting.weekday or 0]}"
     dtstart = datetime.combine(meeting.start, meeting.time)  # naive: wall-clock time

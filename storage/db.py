@@ -37,11 +37,10 @@ def normalise_url(url: str) -> str:
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
-    """WAL, a busy timeout, and BEGIN IMMEDIATE so concurrent writers queue instead of failing.
+    """WAL, a busy timeout, and transactions that SQLAlchemy (not pysqlite) begins.
 
-    pysqlite starts transactions lazily and as DEFERRED; a reader that later writes can then fail
-    at once with "database is locked". Taking the write lock at BEGIN makes every transaction wait
-    its turn (busy_timeout) — what several workers claiming occurrences need.
+    Every write transaction in `storage/` starts with its write, so it waits for the lock
+    (busy_timeout) instead of failing; read-only transactions never block a writer under WAL.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -55,7 +54,7 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +66,8 @@ class Database:
     sessions: async_sessionmaker[Any]
 
     @classmethod
-    def connect(cls, url: str) -> Database:
+    def connect(cls, url: str, *, schema: str | None = None) -> Database:
+        """Open an engine for `url`; on PostgreSQL, `schema` sets the search path."""
         full = normalise_url(url)
         parsed = make_url(full)
         if parsed.get_backend_name() == "sqlite":
@@ -76,7 +76,12 @@ class Database:
             engine = create_async_engine(full)
             _sqlite_pragmas(engine)
         else:
-            engine = create_async_engine(full, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            connect_args: dict[str, Any] = {}
+            if schema:
+                connect_args["server_settings"] = {"search_path": schema}
+            engine = create_async_engine(
+                full, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=connect_args
+            )
         return cls(full, engine, async_sessionmaker(engine, expire_on_commit=False))
 
     @property
