@@ -232,11 +232,11 @@ async def test_restart_never_reposts(
     local = await make_local(example_config, prompts, clock)
     first = Cycle(database_factory, example_config, prompts, clock, local, "before-restart")
     await run_until([first], clock, datetime(2027, 3, 3, 12, tzinfo=UTC), timedelta(hours=1))
+    await first.engine.tick()  # up to date at this moment
     posted_before = len(bot_messages(local))
     assert posted_before > 0
     # A new process: new connection, new engine with an empty memory, same moment.
     second = Cycle(database_factory, example_config, prompts, clock, local, "after-restart")
-    clock.set(clock.now())
     report = await second.engine.tick()
     assert report.sent == 0
     assert len(bot_messages(local)) == posted_before

@@ -129,7 +129,7 @@
     loadSeq: 0,
     pending: null, // websocket events that arrived while a state fetch was in flight
     // virtual clock: anchor reading plus an estimated speed
-    clock: { anchorV: null, anchorR: 0, sampleV: null, sampleR: 0, rate: 1, day: "" },
+    clock: { anchorV: null, anchorR: 0, sampleV: null, sampleR: 0, rate: 1, lastEstimate: null, day: "" },
     // the open form
     form: null, // {form, channel, submissionId, busy, opener}
     sending: { main: false, thread: false },
@@ -208,7 +208,9 @@
   function virtualNow() {
     const c = S.clock;
     if (c.anchorV === null) return new Date();
-    return new Date(c.anchorV + (performance.now() - c.anchorR) * c.rate);
+    // Never run on for long without a reading (a ping is due every 20 s).
+    const elapsed = Math.min(performance.now() - c.anchorR, 30000);
+    return new Date(c.anchorV + elapsed * c.rate);
   }
 
   function dayLabel(date) {
@@ -223,7 +225,11 @@
     return fmt(date, opts);
   }
 
-  /** A reading of the server's (possibly fast) clock; the speed is estimated from readings. */
+  /**
+   * A reading of the server's clock, which may run fast (--speed) or stand still (a manual clock).
+   * Between readings the page extrapolates with the estimated speed, but only while consecutive
+   * estimates agree: after a jump of a manual clock it shows the last reading instead of racing.
+   */
   function setClock(iso) {
     const date = parseTs(iso);
     if (!date) return;
@@ -233,9 +239,19 @@
     if (c.sampleV === null || v < c.sampleV) {
       c.sampleV = v;
       c.sampleR = r;
+      c.lastEstimate = null;
     } else if (r - c.sampleR >= 4000) {
-      const rate = (v - c.sampleV) / (r - c.sampleR);
-      if (Number.isFinite(rate) && rate > 0) c.rate = Math.abs(rate - 1) < 0.1 ? 1 : rate;
+      let estimate = (v - c.sampleV) / (r - c.sampleR);
+      if (Math.abs(estimate - 1) < 0.1) estimate = 1;
+      const previous = c.lastEstimate;
+      const agrees =
+        previous === null ||
+        previous === undefined ||
+        (previous === 0 ? estimate === 0 : Math.abs(estimate - previous) / previous < 0.15);
+      if (Number.isFinite(estimate) && estimate >= 0) {
+        c.rate = agrees ? estimate : 0;
+        c.lastEstimate = estimate;
+      }
       c.sampleV = v;
       c.sampleR = r;
     }
