@@ -41,6 +41,9 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Database drivers log statements with their parameters at DEBUG: people's words and ids.
+    for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool"):
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 def format_config_error(exc: ConfigError, prompts: PromptLibrary, lang: str) -> str:
@@ -62,9 +65,8 @@ def format_config_error(exc: ConfigError, prompts: PromptLibrary, lang: str) -> 
             message = prompts.text(
                 lang, "config.errors.other", message=params.get("message", problem.key)
             )
-        lines.append(
-            prompts.text(lang, "config.problem", location=problem.location, message=message)
-        )
+        line = prompts.text(lang, "config.problem", location=problem.location, message=message)
+        lines.append("  " + line)
     return "\n".join(lines)
 
 
@@ -167,6 +169,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, prompts: PromptLibrar
     start = args.start or datetime.now(ZoneInfo(config.timezone)).date()
     quiet = args.quiet
 
+    if quiet:
+        logging.getLogger("bot").setLevel(logging.WARNING)
+
     def progress(line: str) -> None:
         if not quiet:
             print(line, file=sys.stderr, flush=True)
@@ -188,6 +193,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, prompts: PromptLibrar
             lang,
             "cli.demo_title",
             org=config.organisation.name,
+            days=args.days,
             start=result.start.isoformat(),
             end=result.end.isoformat(),
         )

@@ -66,6 +66,7 @@ WEEKDAYS: dict[str, int] = {
         )
     },
     **{name: i for i, name in enumerate(["mo", "tu", "we", "th", "fr", "sa", "su"])},
+    **{name: i for i, name in enumerate(["ma", "di", "wo", "do", "vr", "za", "zo"])},
 }
 
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*$")
@@ -89,7 +90,7 @@ def _parse_time(value: object) -> time:
     if isinstance(value, time):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
-        # YAML 1.1 reads 09:30 as a sexagesimal integer (570).
+        # YAML 1.1 reads an unquoted 9:30 or 14:00 as a sexagesimal integer (570, 840).
         return time(value // 60, value % 60) if 0 <= value < 24 * 60 else _bad_time(value)
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d{1,2})[:.](\d{2})\s*", value)
@@ -447,7 +448,7 @@ def _problems(exc: ValidationError) -> list[Problem]:
         key = _PYDANTIC_KEYS.get(err["type"], err["type"])
         params = {k: str(v) for k, v in ctx.items()}
         if "expected" in params:
-            params["expected"] = params["expected"].replace("'", "")
+            params["expected"] = params["expected"].replace("'", "").replace(" or ", ", ")
         params.setdefault("value", _short(err.get("input")))
         problems.append(Problem(_location(tuple(err["loc"])), key, params))
     return problems

@@ -39,16 +39,29 @@ def dst_config() -> OrgConfig:
     base = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     departments = [
         # Sunday 02:30: on 2027-03-28 that wall time does not exist, on 2027-10-31 it happens twice.
-        {"id": "nacht", "name": "Nachtdienst", "channel": "nacht",
-         "meeting": {"weekday": "zondag", "time": "02:30", "duration": "30m"}},
+        {
+            "id": "nacht",
+            "name": "Nachtdienst",
+            "channel": "nacht",
+            "meeting": {"weekday": "zondag", "time": "02:30", "duration": "30m"},
+        },
         # Monday 09:00 with the prompt a day before: the prompt lands on the change day.
-        {"id": "dag", "name": "Dagdienst", "channel": "dag",
-         "meeting": {"weekday": "maandag", "time": "09:00", "duration": "1h"}},
+        {
+            "id": "dag",
+            "name": "Dagdienst",
+            "channel": "dag",
+            "meeting": {"weekday": "maandag", "time": "09:00", "duration": "1h"},
+        },
     ]
     base["departments"] = departments
     base["local"] = {"people": [{"id": "an", "name": "An", "department": "dag"}]}
-    base["cycle"] = {"lead_time": "1d", "reminder": "3h", "followup": "2h", "grace": "6h",
-                     "rotation": ["succes", "les"]}
+    base["cycle"] = {
+        "lead_time": "1d",
+        "reminder": "3h",
+        "followup": "2h",
+        "grace": "6h",
+        "rotation": ["succes", "les"],
+    }
     return parse_config(base, Path("dst.yaml"))
 
 
@@ -60,15 +73,24 @@ class Cycle:
     """An engine wired to its own database connection, as one worker or replica would be."""
 
     def __init__(
-        self, factory: DatabaseFactory, config: OrgConfig, prompts: PromptLibrary,
-        clock: ManualClock, local: LocalAdapter, worker: str,
+        self,
+        factory: DatabaseFactory,
+        config: OrgConfig,
+        prompts: PromptLibrary,
+        clock: ManualClock,
+        local: LocalAdapter,
+        worker: str,
     ) -> None:
         db = factory.open()
         self.occurrences = OccurrenceRepository(db)
         self.contributions = ContributionRepository(db)
         self.engine = CycleEngine(
-            config=config, texts=Texts(config, prompts), occurrences=self.occurrences,
-            contributions=self.contributions, adapters={"local": local}, clock=clock,
+            config=config,
+            texts=Texts(config, prompts),
+            occurrences=self.occurrences,
+            contributions=self.contributions,
+            adapters={"local": local},
+            clock=clock,
             worker=worker,
         )
 
@@ -83,7 +105,9 @@ def bot_messages(local: LocalAdapter) -> list[Any]:
     return [m for c in local.channels for m in local.messages(c.id) if m.author_id == "boeket"]
 
 
-async def run_until(cycles: list[Cycle], clock: ManualClock, end: datetime, step: timedelta) -> None:
+async def run_until(
+    cycles: list[Cycle], clock: ManualClock, end: datetime, step: timedelta
+) -> None:
     """Tick every worker concurrently at each moment from the clock's time to `end`."""
     while clock.now() <= end:
         await asyncio.gather(*(c.engine.tick(clock.now()) for c in cycles))
@@ -144,14 +168,19 @@ async def test_claim_is_won_by_one_worker_only(
     # A pending occurrence claimed by eight workers at once: exactly one wins.
     from storage.repositories import PlannedOccurrence
 
-    key = PlannedOccurrence(example_config.organisation.id, "ict", Step.PROMPT, date(2027, 3, 8), now)
+    key = PlannedOccurrence(
+        example_config.organisation.id, "ict", Step.PROMPT, date(2027, 3, 8), now
+    )
     await workers[0].occurrences.plan([key])
     pending = await workers[0].occurrences.get(
         example_config.organisation.id, "ict", Step.PROMPT, date(2027, 3, 8)
     )
     assert pending is not None
     wins = await asyncio.gather(
-        *(w.occurrences.claim(pending.id, w.engine.worker, now, timedelta(minutes=5)) for w in workers)
+        *(
+            w.occurrences.claim(pending.id, w.engine.worker, now, timedelta(minutes=5))
+            for w in workers
+        )
     )
     assert wins.count(True) == 1
 
@@ -166,26 +195,31 @@ async def test_daylight_saving_changes_neither_skip_nor_double(
     ):
         clock = ManualClock(start)
         local = await make_local(config, prompts, clock)
-        workers = [Cycle(database_factory, config, prompts, clock, local, f"w{i}") for i in range(2)]
+        workers = [
+            Cycle(database_factory, config, prompts, clock, local, f"w{i}") for i in range(2)
+        ]
         await run_until(workers, clock, end, timedelta(minutes=10))
         occurrences = await workers[0].occurrences.all(config.organisation.id)
         change = date(2027, 3, 28) if start.month == 3 else date(2027, 10, 31)
         monday = change + timedelta(days=1)
         for dept, round_date in (("nacht", change), ("dag", monday)):
             steps = Counter(
-                o.step for o in sent(occurrences)
+                o.step
+                for o in sent(occurrences)
                 if o.department_id == dept and o.round_date == round_date
             )
             assert steps == Counter(set(Step)), (dept, round_date, steps)
         # The Monday meeting's harvest is at 09:00 wall-clock time, whatever the offset.
         harvest = next(
-            o for o in occurrences
+            o
+            for o in occurrences
             if o.department_id == "dag" and o.step is Step.HARVEST and o.round_date == monday
         )
         local_time = harvest.due_at.astimezone(AMS)
         assert (local_time.hour, local_time.minute) == (9, 0)
         prompt = next(
-            o for o in occurrences
+            o
+            for o in occurrences
             if o.department_id == "dag" and o.step is Step.PROMPT and o.round_date == monday
         )
         assert prompt.due_at.astimezone(AMS).hour == 9  # Sunday 09:00, the day of the change
@@ -218,9 +252,7 @@ async def test_missed_steps_within_grace_are_posted_once_and_older_skipped(
     for step in (Step.REMINDER, Step.HARVEST, Step.FOLLOWUP):
         occ = await cycle.occurrences.get(org, "ok", step, date(2027, 3, 2))
         assert occ is not None and occ.status is OccurrenceStatus.SKIPPED, step
-    assert report.sent == 0 or all(
-        m.channel != "operatiekamer" for m in bot_messages(local)[1:]
-    )
+    assert report.sent == 0 or all(m.channel != "operatiekamer" for m in bot_messages(local)[1:])
     assert len(local.messages("operatiekamer")) == 1
 
 
@@ -274,8 +306,12 @@ async def test_kinds_rotate_in_the_configured_order_and_koers_names_a_goal(
     database_factory: DatabaseFactory, prompts: PromptLibrary
 ) -> None:
     config = config_with(
-        cycle={"lead_time": "1d", "reminder": None, "followup": None,
-               "rotation": ["koers", "les", "succes"]}
+        cycle={
+            "lead_time": "1d",
+            "reminder": None,
+            "followup": None,
+            "rotation": ["koers", "les", "succes"],
+        }
     )
     org = config.organisation.id
     clock = ManualClock(datetime(2027, 3, 1, tzinfo=UTC))
@@ -283,7 +319,8 @@ async def test_kinds_rotate_in_the_configured_order_and_koers_names_a_goal(
     cycle = Cycle(database_factory, config, prompts, clock, local, "solo")
     await run_until([cycle], clock, datetime(2027, 3, 29, tzinfo=UTC), timedelta(hours=2))
     prompts_sent = [
-        o for o in sent(await cycle.occurrences.all(org))
+        o
+        for o in sent(await cycle.occurrences.all(org))
         if o.step is Step.PROMPT and o.department_id == "ok"
     ]
     prompts_sent.sort(key=lambda o: o.round_date)
@@ -307,25 +344,42 @@ async def test_reminder_names_nobody_and_harvest_groups_by_kind_without_anonymou
     local = await make_local(example_config, prompts, clock)
     cycle = Cycle(database_factory, example_config, prompts, clock, local, "solo")
     service = ContributionService(
-        config=example_config, texts=Texts(example_config, prompts),
-        contributions=cycle.contributions, occurrences=cycle.occurrences, cycle=cycle.engine,
+        config=example_config,
+        texts=Texts(example_config, prompts),
+        contributions=cycle.contributions,
+        occurrences=cycle.occurrences,
+        cycle=cycle.engine,
         clock=clock,
     )
     await local.start(service.handle)
     await cycle.engine.tick()  # the OK prompt for Tuesday 2 March
     prompt = await cycle.occurrences.get(org, "ok", Step.PROMPT, date(2027, 3, 2))
     assert prompt is not None and prompt.message_id
-    await local.say("fatima", "operatiekamer", "De huddle om half acht werkt echt.",
-                    thread_id=prompt.message_id)
-    await local.submit("jeroen", "operatiekamer", "boeket.answer",
-                       {"text": "Minder uitloop door een bufferuur.", "anonymous": "true"},
-                       meta={"department": "ok", "round": "2027-03-02"})
+    await local.say(
+        "fatima", "operatiekamer", "De huddle om half acht werkt echt.", thread_id=prompt.message_id
+    )
+    await local.submit(
+        "jeroen",
+        "operatiekamer",
+        "boeket.answer",
+        {"text": "Minder uitloop door een bufferuur.", "anonymous": "true"},
+        meta={"department": "ok", "round": "2027-03-02"},
+    )
     await local.say("jeroen", "operatiekamer", "/deel")
-    await local.submit("jeroen", "operatiekamer", "boeket.share", {
-        "what": "Een vaste OK-coördinator bewaakt de planning.",
-        "preconditions": "Afspraken met de planners.", "effect": "", "theme": "werkdruk",
-        "goal": "gezond-werken", "anonymous": "false",
-    }, meta={"department": "ok"})
+    await local.submit(
+        "jeroen",
+        "operatiekamer",
+        "boeket.share",
+        {
+            "what": "Een vaste OK-coördinator bewaakt de planning.",
+            "preconditions": "Afspraken met de planners.",
+            "effect": "",
+            "theme": "werkdruk",
+            "goal": "gezond-werken",
+            "anonymous": "false",
+        },
+        meta={"department": "ok"},
+    )
 
     clock.set(datetime(2027, 3, 2, 6, 30, tzinfo=UTC))  # Tuesday 07:30 CET: harvest time
     await cycle.engine.tick()

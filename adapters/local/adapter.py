@@ -133,7 +133,9 @@ class LocalAdapter:
                     msg.html = render.message_html(message)
                     msg.buttons = render.buttons(message)
                     await self._save(msg.channel)
-                    await self._broadcast({"type": "update", "message": asdict(msg)}, None)
+                    await self._broadcast(
+                        {"type": "update", "message": asdict(msg)}, msg.for_person
+                    )
                     return
         raise LookupError(f"no message {posted.message_id} in {posted.channel.channel}")
 
@@ -192,8 +194,14 @@ class LocalAdapter:
         return msg
 
     async def _save(self, channel: str) -> None:
+        """Keep the channel's history; ephemeral messages stay in memory only, as on Slack.
+
+        They can link a person to an anonymous contribution (its confirmation), so they are
+        never written to the database.
+        """
         if self._state is not None:
-            value = {"messages": [asdict(m) for m in self._messages[channel][-2000:]]}
+            shared = [asdict(m) for m in self._messages[channel] if m.for_person is None]
+            value = {"messages": shared[-2000:]}
             await self._state.put(f"channel:{channel}", value, self._clock.now())
 
     async def _broadcast(self, payload: dict[str, Any], for_person: str | None) -> None:

@@ -394,11 +394,13 @@
   }
 
   function initials(name) {
-    const words = String(name || "?").trim().split(/\s+/).filter(Boolean);
-    if (!words.length) return "?";
-    const first = words[0][0];
-    const last = words.length > 1 ? words[words.length - 1][0] : "";
-    return (first + last).toUpperCase();
+    const letters = String(name || "")
+      .trim()
+      .split(/\s+/)
+      .map((word) => (word.match(/[\p{L}\p{N}]/u) || [""])[0])
+      .filter(Boolean);
+    if (!letters.length) return "?";
+    return (letters[0] + (letters.length > 1 ? letters[letters.length - 1] : "")).toUpperCase();
   }
 
   function hue(id) {
@@ -442,7 +444,6 @@
       groups.get(dept).people.push(p);
     }
     if (rest.length) groups.set("\u0000", { title: t("no_department"), people: rest });
-    let firstButton = null;
     for (const group of groups.values()) {
       if (!group.people.length) continue;
       const headingId = "pg-" + Math.random().toString(36).slice(2, 8);
@@ -459,12 +460,10 @@
           avatar(p.id, p.name),
           el("span", { class: "person-name" }, p.name)
         );
-        firstButton = firstButton || button;
         list.append(el("li", null, button));
       }
       box.append(el("section", { class: "person-group" }, el("h2", { id: headingId }, group.title), list));
     }
-    if (firstButton) firstButton.focus({ preventScroll: true });
   }
 
   function enterChat(personId, { data, remembered }) {

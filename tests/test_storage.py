@@ -1,0 +1,127 @@
+"""Storage on SQLite and PostgreSQL: migrations, idempotent contributions, privacy, ownership."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from bot.domain import Kind, NewContribution, Person, Source
+from storage.db import Database, DatabaseUrlError, normalise_url
+from storage.repositories import ContributionRepository, StateStore
+from storage.tables import ContributionRow
+from tests.conftest import DatabaseFactory
+
+ORG = "org-a"
+NOW = datetime(2027, 3, 1, 12, tzinfo=UTC)
+FATIMA = Person("U1", "Fatima el Amrani")
+
+
+def contribution(
+    event_key: str, *, anonymous: bool = False, org: str = ORG, text_: str = "De huddle werkt."
+) -> NewContribution:
+    return NewContribution(
+        organisation_id=org,
+        department_id="ok",
+        kind=Kind.SUCCES,
+        source=Source.FORM,
+        round_date=date(2027, 3, 2),
+        text=text_,
+        anonymous=anonymous,
+        author=FATIMA,
+        platform="local",
+        event_key=event_key,
+        created_at=NOW,
+        fields={"followup": "Tijd."},
+    )
+
+
+async def test_migrations_create_every_table(db: Database) -> None:
+    async with db.engine.connect() as conn:
+        tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+    assert {"occurrences", "contributions", "adapter_state", "alembic_version"} <= tables
+    assert await db.current_revision() == "0001"
+    await db.upgrade()  # a second upgrade is a no-op, not an error
+    assert await db.current_revision() == "0001"
+
+
+async def test_the_same_event_stores_one_contribution(db: Database) -> None:
+    repo = ContributionRepository(db)
+    first, created = await repo.add(contribution("local:form:abc"))
+    again, created_again = await repo.add(contribution("local:form:abc", text_="Anders"))
+    assert created and not created_again
+    assert again.id == first.id and again.text == "De huddle werkt."
+    assert len(await repo.all(ORG)) == 1
+
+
+async def test_concurrent_deliveries_of_one_event_store_one(
+    database_factory: DatabaseFactory,
+) -> None:
+    repos = [ContributionRepository(database_factory.open()) for _ in range(6)]
+    results = await asyncio.gather(*(r.add(contribution("local:message:retry")) for r in repos))
+    assert sum(created for _, created in results) == 1
+    assert len({c.id for c, _ in results}) == 1
+
+
+async def test_event_keys_are_per_organisation(db: Database) -> None:
+    repo = ContributionRepository(db)
+    await repo.add(contribution("slack:message:Ev1", org="org-a"))
+    _, created = await repo.add(contribution("slack:message:Ev1", org="org-b"))
+    assert created
+    assert len(await repo.all("org-a")) == 1
+    assert len(await repo.all("org-b")) == 1
+    only_a = await repo.all("org-a")
+    assert await repo.get("org-b", only_a[0].id) is None  # no reading across organisations
+
+
+async def test_anonymous_contribution_keeps_no_link_to_the_person(db: Database) -> None:
+    repo = ContributionRepository(db)
+    stored, _ = await repo.add(contribution("local:form:anon", anonymous=True))
+    assert stored.author is None and stored.anonymous
+    async with db.sessions() as session:
+        row = (await session.scalars(select(ContributionRow))).one()
+        dump = " ".join(str(getattr(row, c.key)) for c in ContributionRow.__table__.columns)
+    assert row.author_id is None and row.author_name is None
+    assert "U1" not in dump and "Fatima" not in dump
+    assert await repo.by_author(ORG, "local", "U1") == []
+
+
+async def test_people_edit_and_delete_only_their_own(db: Database) -> None:
+    repo = ContributionRepository(db)
+    mine, _ = await repo.add(contribution("local:form:1"))
+    assert await repo.update_own(ORG, mine.id, "local", "U2", "gekaapt", None, NOW) is None
+    assert not await repo.delete_own(ORG, mine.id, "local", "U2")
+    assert not await repo.delete_own(ORG, mine.id, "slack", "U1")  # same id, other platform
+    edited = await repo.update_own(ORG, mine.id, "local", "U1", "Beter verwoord.", None, NOW)
+    assert edited is not None and edited.text == "Beter verwoord."
+    assert edited.fields == {"followup": "Tijd."}
+    assert await repo.delete_own(ORG, mine.id, "local", "U1")
+    assert await repo.get(ORG, mine.id) is None
+
+
+async def test_state_store_keeps_json_per_platform(db: Database) -> None:
+    teams = StateStore(db, "teams")
+    local = StateStore(db, "local")
+    await teams.put("conversation:19:abc", {"serviceUrl": "http://x", "n": 1}, NOW)
+    await teams.put("conversation:19:abc", {"serviceUrl": "http://x", "n": 2}, NOW)
+    assert await teams.get("conversation:19:abc") == {"serviceUrl": "http://x", "n": 2}
+    assert await local.get("conversation:19:abc") is None
+    assert list(await teams.keys("conversation:")) == ["conversation:19:abc"]
+
+
+async def test_health_ping(db: Database) -> None:
+    await db.ping()
+    async with db.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+
+
+def test_database_urls_pick_async_drivers() -> None:
+    assert normalise_url("sqlite:///x.sqlite3") == "sqlite+aiosqlite:///x.sqlite3"
+    assert normalise_url("postgresql://u@h/db").startswith("postgresql+asyncpg://u@h/db")
+    assert normalise_url("postgres://u@h/db").startswith("postgresql+asyncpg://")
+    with pytest.raises(DatabaseUrlError):
+        normalise_url("mysql://u@h/db")
+    with pytest.raises(DatabaseUrlError):
+        normalise_url("not a url")
