@@ -43,7 +43,7 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # Database drivers log statements with their parameters at DEBUG: people's words and ids.
     for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool"):
-        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def format_config_error(exc: ConfigError, prompts: PromptLibrary, lang: str) -> str:
