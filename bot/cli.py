@@ -157,7 +157,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary
     except OSError as exc:
         if exc.errno in {98, 48}:  # EADDRINUSE on Linux and macOS
             raise UserError(prompts.text(lang, "cli.port_in_use", port=settings.port)) from None
-        raise
+        # Binding the port is handled above; the other network step at start is the database.
+        raise UserError(prompts.text(lang, "cli.database_error", reason=str(exc))) from None
     return 0
 
 

@@ -107,23 +107,64 @@ class _Language:
     demo: Mapping[str, Any]
 
 
+def _text(node: object, where: str) -> str:
+    if not isinstance(node, str) or not node.strip():
+        raise PromptError(f"{where}: expected a non-empty text")
+    return node.strip()
+
+
+def _load_kinds(path: Path) -> dict[str, KindText]:
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise PromptError(f"{path}: expected a mapping of prompt kinds")
+    missing = set(KINDS) - set(data)
+    if missing:
+        raise PromptError(f"{path}: missing prompt kinds {sorted(missing)}")
+    kinds: dict[str, KindText] = {}
+    for kind, node in data.items():
+        where = f"{path}: {kind}"
+        if not isinstance(node, dict) or not isinstance(node.get("variants"), list):
+            raise PromptError(f"{where}: expected title, discipline and a list of variants")
+        if not node["variants"]:
+            raise PromptError(f"{where}: needs at least one variant")
+        variants = tuple(
+            Variant(
+                question=_text(v.get("question") if isinstance(v, dict) else None, f"{where}[{i}]"),
+                followup=_text(v.get("followup") if isinstance(v, dict) else None, f"{where}[{i}]"),
+            )
+            for i, v in enumerate(node["variants"])
+        )
+        kinds[kind] = KindText(
+            _text(node.get("title"), f"{where}.title"),
+            _text(node.get("discipline"), f"{where}.discipline"),
+            variants,
+        )
+    return kinds
+
+
+def _load_symbolism(path: Path) -> dict[str, Mapping[str, str]]:
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or set(SYMBOLISMS) - set(data):
+        raise PromptError(f"{path}: expected the symbolisms {list(SYMBOLISMS)}")
+    return {
+        name: MappingProxyType(
+            {k: _text(v, f"{path}: {name}.{k}") for k, v in (words or {}).items()}
+        )
+        for name, words in data.items()
+    }
+
+
 def _load_language(folder: Path) -> _Language:
     ui: dict[str, str] = {}
-    _flatten("", _read_yaml(folder / "ui.yaml"), ui)
-    kinds: dict[str, KindText] = {}
-    for kind, node in (_read_yaml(folder / "kinds.yaml") or {}).items():
-        variants = tuple(
-            Variant(question=str(v["question"]).strip(), followup=str(v["followup"]).strip())
-            for v in node["variants"]
-        )
-        kinds[kind] = KindText(str(node["title"]), str(node["discipline"]), variants)
-    symbolism = {
-        name: MappingProxyType({k: str(v) for k, v in words.items()})
-        for name, words in (_read_yaml(folder / "symbolism.yaml") or {}).items()
-    }
+    _flatten("", _read_yaml(folder / "ui.yaml") or {}, ui)
     demo_path = folder / "demo.yaml"
     demo = _read_yaml(demo_path) if demo_path.exists() else {}
-    return _Language(MappingProxyType(ui), MappingProxyType(kinds), symbolism, demo or {})
+    return _Language(
+        MappingProxyType(ui),
+        MappingProxyType(_load_kinds(folder / "kinds.yaml")),
+        _load_symbolism(folder / "symbolism.yaml"),
+        demo or {},
+    )
 
 
 class PromptLibrary:

@@ -355,6 +355,20 @@ async def test_thread_reply_is_shown_and_stored_once_per_client_id(chat: Chat) -
     assert len(await chat.contributions()) == 2
 
 
+async def test_send_retry_with_the_same_client_id_shows_the_reply_once(chat: Chat) -> None:
+    """The page retries a failed send with the same client_id ("the server stores it once")."""
+    await chat.tick(OK_PROMPT_AT)
+    prompt = await chat.prompt("operatiekamer")
+    for _ in range(2):
+        await chat.send(
+            "jeroen", "operatiekamer", "Twee keer verstuurd", thread_id=prompt["id"], client_id="r"
+        )
+    thread = [m for m in await chat.messages("operatiekamer") if m["thread_id"] == prompt["id"]]
+    assert [m["text"] for m in thread] == ["Twee keer verstuurd"]
+    assert (await chat.prompt("operatiekamer"))["reply_count"] == 1
+    assert len(await chat.contributions()) == 1
+
+
 async def test_user_html_is_escaped_in_the_chat(chat: Chat) -> None:
     await chat.tick(OK_PROMPT_AT)
     prompt = await chat.prompt("operatiekamer")
@@ -574,7 +588,9 @@ async def test_answer_form_has_no_anonymous_field_where_the_team_does_not_allow_
     assert [f["name"] for f in form["fields"]] == ["text", "followup"]
 
     # A forged "anonymous" value does not make the answer anonymous in this team.
-    done = await chat.submit("priya", "ict", form, {"text": "Uitrol ging goed", "anonymous": "true"}, "i-1")
+    done = await chat.submit(
+        "priya", "ict", form, {"text": "Uitrol ging goed", "anonymous": "true"}, "i-1"
+    )
     assert done["type"] == "done"
     [stored] = await chat.contributions()
     assert not stored.anonymous
@@ -612,11 +628,21 @@ BAD_REQUESTS: list[tuple[str, str, Any, int]] = [
     ("send-text-not-text", "/local/api/send", {**GOOD_SEND, "text": ["a"]}, 400),
     ("send-text-too-long", "/local/api/send", {**GOOD_SEND, "text": "x" * 10_001}, 400),
     ("send-body-too-big", "/local/api/send", {**GOOD_SEND, "pad": "x" * (64 * 1024)}, 413),
-    ("click-unknown-person", "/local/api/click", {"person": "x", "channel": "ict", "action_id": "a"}, 400),
+    (
+        "click-unknown-person",
+        "/local/api/click",
+        {"person": "x", "channel": "ict", "action_id": "a"},
+        400,
+    ),
     ("click-missing-action", "/local/api/click", {"person": "tom", "channel": "ict"}, 400),
     ("submit-values-not-map", "/local/api/submit", {**GOOD_SUBMIT, "values": ["what"]}, 400),
     ("submit-values-not-text", "/local/api/submit", {**GOOD_SUBMIT, "values": {"what": 5}}, 400),
-    ("submit-meta-not-text", "/local/api/submit", {**GOOD_SUBMIT, "meta": {"department": None}}, 400),
+    (
+        "submit-meta-not-text",
+        "/local/api/submit",
+        {**GOOD_SUBMIT, "meta": {"department": None}},
+        400,
+    ),
     ("submit-missing-submission", "/local/api/submit", _without(GOOD_SUBMIT, "submission_id"), 400),
     ("submit-unknown-channel", "/local/api/submit", {**GOOD_SUBMIT, "channel": "nope"}, 400),
 ]
@@ -636,9 +662,7 @@ async def test_bad_input_is_refused_and_stores_nothing(
     before = await chat.state("fatima")
 
     if isinstance(body, bytes):
-        resp = await chat.client.post(
-            path, data=body, headers={"Content-Type": "application/json"}
-        )
+        resp = await chat.client.post(path, data=body, headers={"Content-Type": "application/json"})
     else:
         resp = await chat.client.post(path, json=body)
     assert resp.status == status

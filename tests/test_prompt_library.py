@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from bot.config import OrgConfig, load_config
 from prompts.library import KINDS, LANGUAGES, SYMBOLISMS, PromptError, PromptLibrary
+from prompts.library import ROOT as LIBRARY
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "bot" / "examples" / "ziekenhuis.yaml"
@@ -347,3 +351,23 @@ def test_demo_shares_are_parallel_across_languages(library: PromptLibrary) -> No
         for key in ("department", "theme", "goal", "anonymous"):
             assert a[key] == b[key], (i, key)
         assert a["what"] != b["what"], f"share {i} not translated"
+
+
+@pytest.mark.parametrize(
+    ("file", "damage"),
+    [
+        ("kinds.yaml", lambda d: d.pop("koers")),
+        ("kinds.yaml", lambda d: d["les"].update(variants=[])),
+        ("kinds.yaml", lambda d: d["les"]["variants"][0].pop("followup")),
+        ("symbolism.yaml", lambda d: d.pop("briljanten")),
+        ("symbolism.yaml", lambda d: d["bloemen"].update(item="")),
+    ],
+)
+def test_a_damaged_library_is_refused_at_load(tmp_path: Path, file: str, damage: Any) -> None:
+    for lang in ("nl", "en"):
+        shutil.copytree(LIBRARY / lang, tmp_path / lang)
+    data = yaml.safe_load((tmp_path / "nl" / file).read_text(encoding="utf-8"))
+    damage(data)
+    (tmp_path / "nl" / file).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(PromptError, match=file):
+        PromptLibrary.load(tmp_path)

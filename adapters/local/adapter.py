@@ -37,6 +37,7 @@ from bot.ports import Clock, EventHandler
 PLATFORM = "local"
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 64 * 1024
+SEEN_EVENTS = 10_000
 MAX_TEXT = 10_000  # the core refuses long answers kindly; this only stops abuse of the endpoint
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class LocalAdapter:
         self._messages: dict[str, list[LocalMessage]] = {c.id: [] for c in settings.channels}
         self._sockets: dict[web.WebSocketResponse, str] = {}
         self._lock = asyncio.Lock()
+        self._seen_events: dict[str, None] = {}  # insertion-ordered, bounded
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -243,7 +245,12 @@ class LocalAdapter:
                 CommandEvent(event_id, ref, person, command.lower(), rest.strip())
             )
         else:
-            await self._add(channel, thread_id, Message(text=text), author=person)
+            # A browser that retries a send uses the same id: show the message once.
+            if event_id not in self._seen_events:
+                self._seen_events[event_id] = None
+                while len(self._seen_events) > SEEN_EVENTS:
+                    self._seen_events.pop(next(iter(self._seen_events)))
+                await self._add(channel, thread_id, Message(text=text), author=person)
             response = await self._dispatch(
                 MessageEvent(event_id, ref, person, text, thread_id=thread_id)
             )
@@ -383,8 +390,12 @@ class LocalAdapter:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=MAX_BODY, actual_size=request.content_length
             )
+        # A chunked body has no Content-Length: count what actually arrives.
+        raw = await request.content.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
         try:
-            body = await request.json()
+            body = json.loads(raw.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise _bad("body must be JSON") from None
         if not isinstance(body, dict):
