@@ -133,18 +133,21 @@ def cmd_run(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary
     boeket = build(settings, config, clock=clock, prompts=prompts)
     app = web_app(boeket)
     lang = config.language
-    print(
-        prompts.text(
-            lang,
-            "cli.serving",
-            host=settings.host,
-            port=settings.port,
-            org=config.organisation.name,
-            departments=len(config.departments),
-            speed=f"{settings.speed:g}",
-        ),
-        flush=True,
+    announcement = prompts.text(
+        lang,
+        "cli.serving",
+        host=settings.host,
+        port=settings.port,
+        org=config.organisation.name,
+        departments=len(config.departments),
+        speed=f"{settings.speed:g}",
     )
+
+    async def announce(_app: web.Application) -> None:
+        # After Boeket's own start-up (database, migrations, adapters) has succeeded.
+        print(announcement, flush=True)
+
+    app.on_startup.append(announce)
     try:
         web.run_app(
             app,

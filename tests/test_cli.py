@@ -288,3 +288,55 @@ def test_console_script_is_installed(prompts: PromptLibrary) -> None:
         themes=len(config.themes),
     )
     assert result.stdout.strip() == expected
+
+
+# --- boeket run ---------------------------------------------------------------------------------
+
+
+def test_run_with_an_unreachable_database_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--port", "18999", "--database", "postgresql://postgres@127.0.0.1:1/x"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "BOEKET_DATABASE_URL" in err and "Traceback" not in err
+    assert "draait op" not in out  # it never claimed to be serving
+
+
+def test_run_serves_the_chat_and_health_until_interrupted(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = Path(sys.executable).parent / "boeket"
+    env = {**_clean_environ(), "BOEKET_DATABASE_URL": f"sqlite:///{tmp_path / 'run.sqlite3'}"}
+    process = subprocess.Popen(  # noqa: S603 - a fixed command, no shell
+        [str(script), "run", "--port", str(port), "--speed", "60"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    health = r.status, r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert health is not None, process.stderr.read() if process.stderr else ""
+        assert health[0] == 200 and '"sqlite"' in health[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+            assert "<html" in page.read().decode()
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert f"http://127.0.0.1:{port}/" in out and "x60" in out
+    assert "Traceback" not in err
