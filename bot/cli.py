@@ -174,7 +174,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, prompts: PromptLibrar
     quiet = args.quiet
 
     if quiet:
-        logging.getLogger("bot").setLevel(logging.WARNING)
+        logging.getLogger().setLevel(logging.WARNING)
 
     def progress(line: str) -> None:
         if not quiet:

@@ -241,7 +241,8 @@ async def test_people_edit_and_delete_their_own_contributions(
 async def test_anonymous_share_can_be_deleted_with_its_code_only(
     boeket: Boeket, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    for logger in ("", "bot", "adapters", "storage", "aiosqlite", "asyncpg", "sqlalchemy.engine"):
+        caplog.set_level(logging.DEBUG, logger=logger)
     clock.set(PROMPT_TIME)
     form = await boeket.local.say("kees", "verpleegafdeling", "/deel")
     assert isinstance(form, ShowForm)
