@@ -18,7 +18,12 @@ from bot.scheduler import Ticker, tick_interval
 from bot.settings import Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
-from storage.repositories import ContributionRepository, OccurrenceRepository, StateStore
+from storage.repositories import (
+    ContributionRepository,
+    OccurrenceRepository,
+    PersonSettingsRepository,
+    StateStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +76,13 @@ class Boeket:
             return await self.contributions.handle(event)
         except Exception:
             log.exception("handling %s failed", type(event).__name__)
-            text = self.texts(
-                self.config.department_for_channel(event.channel.platform, event.channel.channel),
-                "errors.internal",
+            channel = getattr(event, "channel", None)
+            dept = (
+                self.config.department_for_channel(channel.platform, channel.channel)
+                if channel is not None
+                else None
             )
+            text = self.texts(dept, "errors.internal")
             return Ephemeral(Message(text=text, blocks=(Section(text),)))
 
     async def start(self, *, timer: bool = True) -> None:
@@ -116,6 +124,14 @@ def build(
     adapters: dict[str, Adapter] = {}
     local = LocalAdapter(local_settings(config, texts), clock=clock, state=StateStore(db, "local"))
     adapters[local.platform] = local
+    if settings.slack is not None:
+        # Imported only when configured: the Slack SDK stays out of processes that do not use it.
+        from adapters.slack.adapter import SlackAdapter
+
+        slack = SlackAdapter(
+            settings.slack, engine=db.engine, close_label=texts(None, "form.cancel")
+        )
+        adapters[slack.platform] = slack
     adapters.update(extra_adapters or {})
     cycle = CycleEngine(
         config=config,
@@ -133,6 +149,7 @@ def build(
         occurrences=occurrences,
         cycle=cycle,
         clock=clock,
+        settings=PersonSettingsRepository(db),
     )
     return Boeket(
         settings=settings,

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from adapters.slack.settings import SlackSettingsError
 from bot.config import ConfigError, OrgConfig, load_config
 from bot.settings import EXAMPLE_CONFIG, Settings, SettingsError
 from prompts.library import PromptError, PromptLibrary
@@ -31,7 +32,8 @@ class UserError(Exception):
     """Something the person running the command can fix; the message says how."""
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
+    """Boeket's logging: readable lines; database drivers never below WARNING."""
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -219,6 +221,28 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, prompts: PromptLibrar
     return 0
 
 
+def cmd_slack_manifest(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    from adapters.slack.manifest import (
+        ManifestError,
+        build_manifest,
+        manifest_json,
+        manifest_yaml,
+    )
+
+    try:
+        manifest = build_manifest(
+            args.url,
+            name=args.name,
+            socket_mode=args.socket_mode,
+            multi_workspace=args.multi_workspace,
+        )
+    except ManifestError as exc:
+        key = f"cli.slack_{exc.field}_invalid"
+        raise UserError(prompts.text(settings.language, key, value=exc.value)) from None
+    sys.stdout.write(manifest_json(manifest) if args.json else manifest_yaml(manifest))
+    return 0
+
+
 # --- parser -------------------------------------------------------------------------------------
 
 
@@ -302,6 +326,36 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_config_check)
     example = config_sub.add_parser("example", help="print the example config, to start your own")
     example.set_defaults(func=cmd_config_example)
+
+    slack = sub.add_parser("slack", help="Slack app tasks")
+    slack_sub = slack.add_subparsers(dest="slack_command", required=True, metavar="TASK")
+    manifest = slack_sub.add_parser(
+        "manifest",
+        help="print the Slack app manifest, to create the app at api.slack.com/apps",
+        description="Print Boeket's Slack app manifest (YAML, or JSON with --json). Paste it "
+        "at api.slack.com/apps: Create New App, From an app manifest.",
+    )
+    manifest.add_argument(
+        "--url",
+        required=True,
+        help="the https address where Slack reaches Boeket, e.g. https://boeket.example.nl; "
+        "Boeket adds /slack/events itself",
+    )
+    manifest.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    manifest.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="receive events over Socket Mode (SLACK_APP_TOKEN) instead of request URLs",
+    )
+    manifest.add_argument(
+        "--multi-workspace",
+        action="store_true",
+        help="add the OAuth redirect URL, to install the app in several workspaces",
+    )
+    manifest.add_argument(
+        "--name", default="Boeket", help="app and bot name in Slack (default Boeket)"
+    )
+    manifest.set_defaults(func=cmd_slack_manifest)
     return top
 
 
@@ -325,10 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = _settings(args)
-    except SettingsError as exc:
+    except (SettingsError, SlackSettingsError) as exc:
         print(f"boeket: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     try:
         prompts = PromptLibrary.load()
     except PromptError as exc:

@@ -198,6 +198,9 @@ class Department(_Model):
     name: Text
     platform: Literal["local", "slack", "teams"] = "local"
     channel: Annotated[str, Field(min_length=1, max_length=200)]
+    # The Slack team id or Teams tenant id of the channel; needed when one Boeket serves
+    # several workspaces of the organisation.
+    workspace: Annotated[str, Field(max_length=100)] = ""
     timezone: TimeZone | None = None
     meeting: Meeting
     language: Language | None = None
@@ -209,6 +212,9 @@ class Department(_Model):
 class CrossDepartment(_Model):
     platform: Literal["local", "slack", "teams"] = "local"
     channel: Annotated[str, Field(min_length=1, max_length=200)]
+    # The Slack team id or Teams tenant id of the channel; needed when one Boeket serves
+    # several workspaces of the organisation.
+    workspace: Annotated[str, Field(max_length=100)] = ""
     name: str = ""
 
 

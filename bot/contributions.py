@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
-from datetime import date
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 
 from bot.config import Department, OrgConfig
 from bot.cycle import ANSWER_ACTION, CycleEngine, Texts
-from bot.domain import Contribution, Kind, NewContribution, Person, Source, Step
+from bot.domain import Contribution, Kind, NewContribution, Person, PersonSettings, Source, Step
 from bot.messages import (
     Actions,
     Block,
@@ -23,6 +24,7 @@ from bot.messages import (
     ButtonEvent,
     CommandEvent,
     Context,
+    Divider,
     Ephemeral,
     Event,
     Field,
@@ -31,15 +33,21 @@ from bot.messages import (
     FormErrors,
     FormEvent,
     Header,
+    HomeEvent,
     Message,
     MessageEvent,
     Option,
     Response,
     Section,
     ShowForm,
+    ShowHome,
 )
 from bot.ports import Clock
-from storage.repositories import ContributionRepository, OccurrenceRepository
+from storage.repositories import (
+    ContributionRepository,
+    OccurrenceRepository,
+    PersonSettingsRepository,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,8 @@ SHARE_FORM = "boeket.share"
 EDIT_FORM = "boeket.edit"
 EDIT_ACTION = "boeket.edit"
 DELETE_ACTION = "boeket.delete"
+LANGUAGE_ACTION = "boeket.settings.language"
+ANONYMOUS_ACTION = "boeket.settings.anonymous"
 COMMANDS = frozenset({"deel", "share"})
 
 
@@ -76,7 +86,9 @@ class ContributionService:
         occurrences: OccurrenceRepository,
         cycle: CycleEngine,
         clock: Clock,
+        settings: PersonSettingsRepository,
     ) -> None:
+        self._settings = settings
         self._config = config
         self._t = texts
         self._contributions = contributions
@@ -98,14 +110,151 @@ class ContributionService:
                 return await self._button(event)
             case FormEvent():
                 return await self._form(event)
+            case HomeEvent():
+                return ShowHome(await self._home(event.platform, event.person))
 
     def _dept(self, platform: str, channel: str) -> Department | None:
         return self._config.department_for_channel(platform, channel)
 
+    async def _voice(
+        self, dept: Department | None, platform: str, person: Person
+    ) -> tuple[Department | None, PersonSettings]:
+        """The department as this person hears it: in their own language, if they chose one."""
+        chosen = await self._settings.get(self.org, platform, person.id)
+        if dept is not None and chosen.language:
+            dept = dept.model_copy(update={"language": chosen.language})
+        return dept, chosen
+
+    # --- the person's own page ----------------------------------------------------------------
+
+    async def _home(self, platform: str, person: Person) -> Message:
+        chosen = await self._settings.get(self.org, platform, person.id)
+        lang = chosen.language or self._config.language
+        t = self._t.for_language(lang)
+        own = await self._contributions.by_author(self.org, platform, person.id, limit=200)
+        blocks: list[Block] = [Header(t("home.title")), Section(t("home.intro"))]
+        # An overview to take to a development conversation: what, on which themes and goals.
+        year_ago = self._clock.now() - timedelta(days=365)
+        recent = [c for c in own if c.created_at >= year_ago]
+        kinds = Counter(c.kind for c in recent)
+        themes = Counter(c.theme for c in recent if c.theme)
+        goals = Counter(c.goal_id for c in recent if c.goal_id)
+        overview = [
+            t("home.count", count=len(recent)),
+            *(
+                t("home.per_kind", kind=self._t.prompts.kind_title(lang, k.value), count=n)
+                for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])
+            ),
+        ]
+        if themes:
+            overview.append(
+                t(
+                    "home.themes",
+                    themes=", ".join(
+                        self._t.theme_title_in(lang, th) for th, _ in themes.most_common(5)
+                    ),
+                )
+            )
+        if goals:
+            overview.append(
+                t(
+                    "home.goals",
+                    goals=", ".join(
+                        (g.title if (g := self._config.goal(gid)) else gid)
+                        for gid, _ in goals.most_common(5)
+                    ),
+                )
+            )
+        blocks.append(Bullets(tuple(overview), title=t("home.overview_title")))
+        highlights = [c for c in recent if c.source is Source.SHARE][:5]
+        if highlights:
+            blocks.append(
+                Bullets(
+                    tuple(_shorten(c.fields.get("what", c.text), 300) for c in highlights),
+                    title=t("home.highlights_title"),
+                )
+            )
+        blocks.append(Divider())
+        blocks.append(Header(t("mine.title")))
+        if not own:
+            blocks.append(Section(t("mine.empty")))
+        for c in own[:10]:
+            where = self._config.department(c.department_id).name
+            blocks.append(
+                Section(
+                    _shorten(c.text, 500),
+                    title=t(
+                        "mine.item",
+                        kind=self._t.prompts.kind_title(lang, c.kind.value),
+                        department=where,
+                        date=c.created_at.date().isoformat(),
+                    ),
+                )
+            )
+            blocks.append(
+                Actions(
+                    (
+                        Button(EDIT_ACTION, t("mine.edit"), value=str(c.id)),
+                        Button(DELETE_ACTION, t("mine.delete"), value=str(c.id), style="danger"),
+                    )
+                )
+            )
+        blocks.append(Divider())
+        blocks.append(Header(t("home.settings_title")))
+        blocks.append(Section(t("home.language", language=t(f"home.language_name.{lang}"))))
+        blocks.append(
+            Actions(
+                tuple(
+                    Button(
+                        LANGUAGE_ACTION,
+                        t(f"home.language_name.{code}"),
+                        value=code,
+                        style="primary" if code == lang else "default",
+                    )
+                    for code in ("nl", "en")
+                )
+            )
+        )
+        anon_key = "home.anonymous_on" if chosen.anonymous_default else "home.anonymous_off"
+        blocks.append(Section(t(anon_key)))
+        blocks.append(
+            Actions(
+                (
+                    Button(
+                        ANONYMOUS_ACTION,
+                        t(
+                            "home.anonymous_turn_off"
+                            if chosen.anonymous_default
+                            else "home.anonymous_turn_on"
+                        ),
+                        value="off" if chosen.anonymous_default else "on",
+                    ),
+                )
+            )
+        )
+        blocks.append(Context(t("mine.anonymous_note")))
+        return Message(text=t("home.title"), blocks=tuple(blocks))
+
+    async def _change_settings(self, event: ButtonEvent) -> Response:
+        platform = event.channel.platform
+        chosen = await self._settings.get(self.org, platform, event.person.id)
+        if event.action_id == LANGUAGE_ACTION and event.value in {"nl", "en"}:
+            chosen = replace(chosen, language=event.value)
+        elif event.action_id == ANONYMOUS_ACTION and event.value in {"on", "off"}:
+            chosen = replace(chosen, anonymous_default=event.value == "on")
+        else:
+            return None
+        await self._settings.put(self.org, platform, event.person.id, chosen, self._clock.now())
+        return ShowHome(await self._home(platform, event.person))
+
     # --- thread replies -----------------------------------------------------------------------
 
     async def _message(self, event: MessageEvent) -> Response:
-        dept = self._dept(event.channel.platform, event.channel.channel)
+        dept, _ = await self._voice(
+            self._dept(event.channel.platform, event.channel.channel),
+            event.channel.platform,
+            event.person,
+        )
         if dept is None or event.thread_id is None:
             return None  # chatter outside a department's prompt thread is not ours to keep
         prompt = await self._occurrences.find_prompt(
@@ -145,7 +294,11 @@ class ContributionService:
     # --- commands -----------------------------------------------------------------------------
 
     async def _command(self, event: CommandEvent) -> Response:
-        dept = self._dept(event.channel.platform, event.channel.channel)
+        dept, chosen = await self._voice(
+            self._dept(event.channel.platform, event.channel.channel),
+            event.channel.platform,
+            event.person,
+        )
         words = event.text.strip().split()
         sub = words[0].lower() if words else ""
         if event.command.lstrip("/").lower() not in COMMANDS or sub in {"help", "hulp", "?"}:
@@ -159,7 +312,7 @@ class ContributionService:
             return Ephemeral(self._plain(dept, "delete.done" if deleted else "delete.code_unknown"))
         if dept is None:
             return Ephemeral(self._plain(None, "share.not_a_department"))
-        return ShowForm(self._share_form(dept, prefill=" ".join(words)))
+        return ShowForm(self._share_form(dept, chosen, prefill=" ".join(words)))
 
     def _help(self, dept: Department | None) -> Message:
         text = self._t(dept, "help.text")
@@ -221,7 +374,13 @@ class ContributionService:
     # --- buttons ------------------------------------------------------------------------------
 
     async def _button(self, event: ButtonEvent) -> Response:
-        dept = self._dept(event.channel.platform, event.channel.channel)
+        if event.action_id in {LANGUAGE_ACTION, ANONYMOUS_ACTION}:
+            return await self._change_settings(event)
+        dept, chosen = await self._voice(
+            self._dept(event.channel.platform, event.channel.channel),
+            event.channel.platform,
+            event.person,
+        )
         if event.action_id == ANSWER_ACTION:
             if dept is None:
                 return None
@@ -232,7 +391,7 @@ class ContributionService:
             prompt = await self._occurrences.get(self.org, dept.id, Step.PROMPT, round_date)
             if prompt is None or prompt.kind is None:
                 return Ephemeral(self._plain(dept, "answer.round_unknown"))
-            return ShowForm(self._answer_form(dept, prompt.kind, round_date))
+            return ShowForm(self._answer_form(dept, prompt.kind, round_date, chosen))
         if event.action_id in {EDIT_ACTION, DELETE_ACTION}:
             own = await self._own(event.person, event.channel.platform, event.value)
             if own is None:
@@ -242,6 +401,8 @@ class ContributionService:
                     self.org, own.id, event.channel.platform, event.person.id
                 )
                 log.info("contribution %s deleted by its author", own.id)
+                if event.home:
+                    return ShowHome(await self._home(event.channel.platform, event.person))
                 return Ephemeral(self._plain(dept, "delete.done"))
             return ShowForm(self._edit_form(dept, own))
         return None
@@ -256,7 +417,7 @@ class ContributionService:
 
     # --- forms --------------------------------------------------------------------------------
 
-    def _anonymous_field(self, dept: Department) -> tuple[Field, ...]:
+    def _anonymous_field(self, dept: Department, chosen: PersonSettings) -> tuple[Field, ...]:
         if not dept.anonymous_answers:
             return ()
         return (
@@ -265,10 +426,13 @@ class ContributionService:
                 self._t(dept, "form.anonymous"),
                 kind="checkbox",
                 hint=self._t(dept, "form.anonymous_hint"),
+                initial="true" if chosen.anonymous_default else "",
             ),
         )
 
-    def _answer_form(self, dept: Department, kind: Kind, round_date: date) -> Form:
+    def _answer_form(
+        self, dept: Department, kind: Kind, round_date: date, chosen: PersonSettings
+    ) -> Form:
         return Form(
             form_id=ANSWER_FORM,
             title=self._t(dept, "answer.form_title"),
@@ -288,12 +452,12 @@ class ContributionService:
                     kind="textarea",
                     max_length=MAX_FIELD,
                 ),
-                *self._anonymous_field(dept),
+                *self._anonymous_field(dept, chosen),
             ),
             meta={"department": dept.id, "round": round_date.isoformat()},
         )
 
-    def _share_form(self, dept: Department, prefill: str = "") -> Form:
+    def _share_form(self, dept: Department, chosen: PersonSettings, prefill: str = "") -> Form:
         goals = tuple(Option(g.id, g.title) for g in self._config.goals)
         themes = tuple(Option(t.id, self._t.theme_title(dept, t.id)) for t in self._config.themes)
         return Form(
@@ -328,7 +492,7 @@ class ContributionService:
                 ),
                 Field("goal", self._t(dept, "share.field_goal"), kind="select", options=goals),
                 Field("theme", self._t(dept, "share.field_theme"), kind="select", options=themes),
-                *self._anonymous_field(dept),
+                *self._anonymous_field(dept, chosen),
             ),
             meta={"department": dept.id},
         )
@@ -374,6 +538,9 @@ class ContributionService:
             dept = self._config.department(dept_id)
         except KeyError:
             return Ephemeral(self._plain(None, "form.expired"))
+        chosen = await self._settings.get(self.org, event.channel.platform, event.person.id)
+        if chosen.language:
+            dept = dept.model_copy(update={"language": chosen.language})
         if event.form_id == ANSWER_FORM:
             return await self._submit_answer(dept, event)
         if event.form_id == SHARE_FORM:
@@ -508,8 +675,6 @@ class ContributionService:
 
 
 def _with_token(new: NewContribution, token_hash_value: str) -> NewContribution:
-    from dataclasses import replace
-
     return replace(new, delete_token_hash=token_hash_value)
 
 

@@ -9,7 +9,7 @@ so several workers or replicas post each occurrence once. Steps missed by more t
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,7 +25,7 @@ from bot.domain import (
     Step,
 )
 from bot.messages import Actions, Block, Bullets, Button, Context, Header, Message, Section
-from bot.ports import Adapter, Clock
+from bot.ports import Adapter, Clock, PermanentDeliveryError
 from bot.rhythm import Round, next_round, round_for, rounds_around
 from prompts.library import PromptLibrary, pick_variant
 from storage.repositories import ContributionRepository, OccurrenceRepository, PlannedOccurrence
@@ -51,6 +51,21 @@ class Texts:
         self.config = config
         self.prompts = prompts
 
+    def for_language(self, lang: str) -> Callable[..., str]:
+        """Texts in one language, for what is said to one person wherever they are."""
+
+        def text(key: str, **params: object) -> str:
+            return self.prompts.text(lang, key, symbolism=self.config.symbolism, **params)
+
+        return text
+
+    def theme_title_in(self, lang: str, theme_id: str) -> str:
+        key = f"themes.{theme_id}"
+        if key in self.prompts.ui_keys(lang):
+            return self.prompts.text(lang, key)
+        theme = self.config.theme(theme_id)
+        return theme.title if theme and theme.title else theme_id
+
     def lang(self, dept: Department | None) -> str:
         return self.config.language_of(dept) if dept else self.config.language
 
@@ -69,13 +84,7 @@ class Texts:
         )
 
     def theme_title(self, dept: Department | None, theme_id: str | None) -> str:
-        if not theme_id:
-            return ""
-        key = f"themes.{theme_id}"
-        if key in self.prompts.ui_keys(self.lang(dept)):
-            return self(dept, key)
-        theme = self.config.theme(theme_id)
-        return theme.title if theme and theme.title else theme_id
+        return self.theme_title_in(self.lang(dept), theme_id) if theme_id else ""
 
     def author(self, dept: Department | None, contribution: Contribution) -> str:
         if contribution.anonymous or contribution.author is None:
@@ -162,7 +171,19 @@ class CycleEngine:
             return OccurrenceStatus.SKIPPED
         try:
             return await self._post_step(occ, dept, now)
-        except Exception as exc:
+        except PermanentDeliveryError as exc:
+            log.error(
+                "cannot post %s for %s in %s channel %s: %s. %s",
+                occ.step,
+                dept.id,
+                dept.platform,
+                dept.channel,
+                exc.reason,
+                exc.advice,
+            )
+            await self._finish(occ, OccurrenceStatus.FAILED, now, note=exc.reason[:500])
+            return None
+        except Exception as exc:  # a platform failure must not stop the other steps
             log.warning("posting %s for %s failed: %s", occ.step, dept.id, exc)
             await self._occurrences.release(occ.id, self.worker, f"{type(exc).__name__}: {exc}")
             return None
@@ -181,7 +202,7 @@ class CycleEngine:
     async def _post_step(
         self, occ: Occurrence, dept: Department, now: datetime
     ) -> OccurrenceStatus:
-        channel = ChannelRef(dept.platform, dept.channel)
+        channel = ChannelRef(dept.platform, dept.channel, dept.workspace)
         adapter = self._adapter(dept.platform)
         rnd = round_for(
             dept.meeting,

@@ -56,10 +56,14 @@ class Person:
 
 @dataclass(frozen=True, slots=True)
 class ChannelRef:
-    """Where a message goes: a platform and that platform's channel id."""
+    """Where a message goes: a platform, that platform's channel id, and its workspace or tenant.
+
+    `workspace` (a Slack team id, a Teams tenant id) is empty where one is configured for all.
+    """
 
     platform: str
     channel: str
+    workspace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,15 @@ class PostedMessage:
     channel: ChannelRef
     message_id: str
     thread_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PersonSettings:
+    """What a person chose for themselves: the language Boeket speaks to them, and whether
+    their answers are anonymous unless they say otherwise."""
+
+    language: str | None = None
+    anonymous_default: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,7 +136,14 @@ class FormDone:
     confirmation: Message
 
 
-Response = ShowForm | Ephemeral | FormErrors | FormDone | None
+@dataclass(frozen=True, slots=True)
+class ShowHome:
+    """The person's own page (Slack's App Home): their contributions, settings and overview."""
+
+    message: Message
+
+
+Response = ShowForm | Ephemeral | FormErrors | FormDone | ShowHome | None
 
 
 # --- events from adapters ---------------------------------------------------------------------
@@ -175,6 +182,17 @@ class ButtonEvent:
     value: str
     message_id: str = ""
     workspace: str = ""
+    home: bool = False  # clicked on the person's own page, not in a channel
+
+
+@dataclass(frozen=True, slots=True)
+class HomeEvent:
+    """A person opened their own page."""
+
+    event_id: str
+    platform: str
+    person: Person
+    workspace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,4 +208,4 @@ class FormEvent:
     workspace: str = ""
 
 
-Event = MessageEvent | CommandEvent | ButtonEvent | FormEvent
+Event = MessageEvent | CommandEvent | ButtonEvent | FormEvent | HomeEvent

@@ -14,6 +14,19 @@ from bot.messages import Event, Message, Response
 EventHandler = Callable[[Event], Awaitable[Response]]
 
 
+class PermanentDeliveryError(Exception):
+    """A post that retrying cannot fix (channel gone, bot not invited, app blocked).
+
+    `advice` says, in plain words for the admin, what to do. The cycle marks the step failed,
+    logs the advice once, and goes on with the other steps.
+    """
+
+    def __init__(self, reason: str, advice: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.advice = advice
+
+
 class Adapter(Protocol):
     """One chat platform. Turns platform payloads into neutral events and messages into calls.
 

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.slack.settings import SlackSettings
+
 EXAMPLE_CONFIG = Path(__file__).resolve().parent / "examples" / "ziekenhuis.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///boeket.sqlite3"
 
@@ -34,6 +36,7 @@ class Settings:
     language: str = "nl"
     worker_id: str = ""
     auto_migrate: bool = True
+    slack: SlackSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +54,7 @@ class Settings:
             language=_language(env.get("BOEKET_LANG", "")),
             worker_id=env.get("BOEKET_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             auto_migrate=env.get("BOEKET_AUTO_MIGRATE", "true").lower() not in {"0", "false", "no"},
+            slack=SlackSettings.from_env(env),
         )
 
 

@@ -73,14 +73,20 @@ class Database:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(full)
+            # hide_parameters: errors and logs never carry people's words or ids.
+            engine = create_async_engine(full, hide_parameters=True)
             _sqlite_pragmas(engine)
         else:
             connect_args: dict[str, Any] = {}
             if schema:
                 connect_args["server_settings"] = {"search_path": schema}
             engine = create_async_engine(
-                full, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=connect_args
+                full,
+                pool_pre_ping=True,
+                pool_size=5,
+                max_overflow=10,
+                connect_args=connect_args,
+                hide_parameters=True,
             )
         return cls(full, engine, async_sessionmaker(engine, expire_on_commit=False))
 

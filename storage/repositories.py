@@ -17,11 +17,12 @@ from bot.domain import (
     Occurrence,
     OccurrenceStatus,
     Person,
+    PersonSettings,
     Source,
     Step,
 )
 from storage.db import Database
-from storage.tables import AdapterStateRow, ContributionRow, OccurrenceRow
+from storage.tables import AdapterStateRow, ContributionRow, OccurrenceRow, PersonSettingsRow
 
 
 def _insert(db: Database, table: Any) -> postgresql.Insert | sqlite.Insert:
@@ -456,3 +457,42 @@ class StateStore:
         )
         async with self._db.sessions() as session:
             return list((await session.scalars(stmt)).all())
+
+
+class PersonSettingsRepository:
+    """People's own choices, per organisation and platform."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, organisation_id: str, platform: str, person_id: str) -> PersonSettings:
+        async with self._db.sessions() as session:
+            row = await session.get(PersonSettingsRow, (organisation_id, platform, person_id))
+        if row is None:
+            return PersonSettings()
+        return PersonSettings(language=row.language, anonymous_default=row.anonymous_default)
+
+    async def put(
+        self,
+        organisation_id: str,
+        platform: str,
+        person_id: str,
+        settings: PersonSettings,
+        now: datetime,
+    ) -> None:
+        values = {
+            "language": settings.language,
+            "anonymous_default": settings.anonymous_default,
+            "updated_at": now,
+        }
+        stmt = (
+            _insert(self._db, PersonSettingsRow)
+            .values(
+                organisation_id=organisation_id, platform=platform, person_id=person_id, **values
+            )
+            .on_conflict_do_update(
+                index_elements=["organisation_id", "platform", "person_id"], set_=values
+            )
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)

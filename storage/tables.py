@@ -118,6 +118,19 @@ class ContributionRow(Base):
     updated_at: Mapped[datetime]
 
 
+class PersonSettingsRow(Base):
+    """A person's own choices. Keyed by platform user id; holds no contribution."""
+
+    __tablename__ = "person_settings"
+
+    organisation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    language: Mapped[str | None] = mapped_column(String(8))
+    anonymous_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+
+
 class AdapterStateRow(Base):
     """Opaque JSON an adapter keeps (e.g. Teams conversation references, local chat history)."""
 

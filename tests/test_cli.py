@@ -340,3 +340,14 @@ def test_run_serves_the_chat_and_health_until_interrupted(tmp_path: Path) -> Non
     assert process.returncode == 0, err
     assert f"http://127.0.0.1:{port}/" in out and "x60" in out
     assert "Traceback" not in err
+
+
+def test_debug_logging_keeps_database_drivers_quiet() -> None:
+    """Drivers log statements with their parameters: people's words and ids. Never below WARNING."""
+    import logging
+
+    from bot.cli import configure_logging
+
+    configure_logging("DEBUG")
+    for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool"):
+        assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING, name

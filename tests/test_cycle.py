@@ -20,7 +20,11 @@ from bot.domain import Kind, Occurrence, OccurrenceStatus, Step
 from bot.messages import Response
 from bot.settings import EXAMPLE_CONFIG
 from prompts.library import PromptLibrary
-from storage.repositories import ContributionRepository, OccurrenceRepository
+from storage.repositories import (
+    ContributionRepository,
+    OccurrenceRepository,
+    PersonSettingsRepository,
+)
 from tests.conftest import DatabaseFactory
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -349,6 +353,7 @@ async def test_reminder_names_nobody_and_harvest_groups_by_kind_without_anonymou
         occurrences=cycle.occurrences,
         cycle=cycle.engine,
         clock=clock,
+        settings=PersonSettingsRepository(database_factory.open()),
     )
     await local.start(service.handle)
     await cycle.engine.tick()  # the OK prompt for Tuesday 2 March

@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from bot.app import Boeket, build, web_app
+from bot.cli import configure_logging
 from bot.clock import ManualClock
 from bot.config import OrgConfig
 from bot.domain import Contribution, Kind, Source
@@ -488,17 +489,9 @@ async def test_share_form_refuses_unknown_choices(chat: Chat) -> None:
 async def test_anonymous_share_leaves_no_trace_of_the_person(
     chat: Chat, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Every logger that could see the share, at DEBUG, whatever earlier tests set them to.
-    for logger in (
-        "",
-        "bot",
-        "adapters",
-        "storage",
-        "aiohttp",
-        "aiosqlite",
-        "asyncpg",
-        "sqlalchemy.engine",
-    ):
+    # Boeket's logging as BOEKET_LOG_LEVEL=DEBUG sets it up, and every logger of Boeket at DEBUG.
+    configure_logging("DEBUG")
+    for logger in ("", "bot", "adapters", "storage", "aiohttp"):
         caplog.set_level(logging.DEBUG, logger=logger)
     name = "Fatima el Amrani"
     await chat.tick(OK_PROMPT_AT)

@@ -1,0 +1,423 @@
+"""Slack: slack-bolt's AsyncApp mounted in Boeket's aiohttp application.
+
+One endpoint, ``POST /slack/events``, takes events, slash commands and interactivity. Bolt verifies
+the signature (five-minute replay window). Everything that must not be lost is written to the
+database before Slack gets its answer (``process_before_response``); slow work that may be lost —
+opening a modal — runs in lazy listeners after the acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.slack import translate
+from adapters.slack.settings import SlackSettings
+from bot.domain import ChannelRef, Person, PostedMessage
+from bot.messages import (
+    ButtonEvent,
+    CommandEvent,
+    Ephemeral,
+    FormDone,
+    FormErrors,
+    Message,
+    Response,
+    ShowForm,
+)
+from bot.ports import EventHandler, PermanentDeliveryError
+
+PLATFORM = "slack"
+BOT_SCOPES = (
+    "channels:history",
+    "channels:read",
+    "chat:write",
+    "commands",
+    "groups:history",
+    "groups:read",
+    "im:write",
+    "users:read",
+)
+ACTIONS = re.compile(r"^boeket\.")
+NAME_CACHE = 5000
+log = logging.getLogger(__name__)
+
+# Slack errors that retrying does not fix, with what the admin should do about each.
+PERMANENT: dict[str, str] = {
+    "channel_not_found": "Check the channel id in the organisation config (channel details, "
+    "bottom of the About tab) and that the bot can see the channel.",
+    "not_in_channel": "Invite the bot into the channel: type /invite @Boeket there.",
+    "is_archived": "The channel is archived: unarchive it or map the department to another one.",
+    "invalid_auth": "The bot token is not valid: reinstall the app and update SLACK_BOT_TOKEN.",
+    "token_revoked": "The app was removed from the workspace: reinstall it.",
+    "account_inactive": "The app was removed from the workspace: reinstall it.",
+    "missing_scope": "The app lacks a scope: recreate it from `boeket slack manifest` and "
+    "reinstall.",
+    "restricted_action": "A workspace admin restricts posting in this channel.",
+    "msg_too_long": "The message was too long for Slack.",
+    "invalid_blocks": "Slack refused the message layout.",
+    "team_access_not_granted": "The app is not installed in this workspace.",
+}
+
+
+def slack_error(exc: SlackApiError) -> str:
+    """The error code of a failed call ("channel_not_found"), or the HTTP status."""
+    response = exc.response
+    data = getattr(response, "data", None)
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return f"http_{getattr(response, 'status_code', '?')}"
+
+
+def pacing_slot(last: float, now: float, interval: float) -> float:
+    """When the next post in a channel may go: Slack allows about one message a second."""
+    return max(now, last + interval)
+
+
+class SlackAdapter:
+    """Boeket on Slack, in HTTP mode inside Boeket's aiohttp app (or Socket Mode)."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        settings: SlackSettings,
+        *,
+        engine: AsyncEngine | None = None,
+        close_label: str = "Annuleren",
+    ) -> None:
+        self._settings = settings
+        self._pace_seconds = settings.pace_seconds
+        self._close_label = close_label
+        self._handler: EventHandler | None = None
+        self._names: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._next_post: dict[str, float] = {}
+        self._pace_lock = asyncio.Lock()
+        self._clients: dict[str, AsyncWebClient] = {}
+        self._reported: set[tuple[str, str]] = set()
+        self._socket_handler: Any = None
+        self._installations: AsyncSQLAlchemyInstallationStore | None = None
+        self.client = self._new_client(settings.bot_token or None)
+        if settings.mode == "multi":
+            if engine is None:
+                raise ValueError("several workspaces need the database for installations")
+            self._installations = AsyncSQLAlchemyInstallationStore(
+                client_id=settings.client_id, engine=engine
+            )
+            oauth = AsyncOAuthSettings(
+                client_id=settings.client_id,
+                client_secret=settings.client_secret,
+                scopes=list(BOT_SCOPES),
+                installation_store=self._installations,
+                state_store=AsyncSQLAlchemyOAuthStateStore(
+                    expiration_seconds=settings.state_expiration_seconds, engine=engine
+                ),
+                install_path="/slack/install",
+                redirect_uri_path="/slack/oauth_redirect",
+            )
+            self.app = AsyncApp(
+                signing_secret=settings.signing_secret,
+                oauth_settings=oauth,
+                client=self.client,
+                process_before_response=True,
+            )
+        else:
+            self.app = AsyncApp(
+                signing_secret=settings.signing_secret,
+                token=settings.bot_token,
+                client=self.client,
+                process_before_response=True,
+            )
+        self._register()
+
+    def _new_client(self, token: str | None) -> AsyncWebClient:
+        client = AsyncWebClient(token=token, base_url=self._settings.api_url)
+        # 429s are safe to repeat (Slack did nothing); honour Retry-After, a few times.
+        client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+        if not any(isinstance(h, AsyncConnectionErrorRetryHandler) for h in client.retry_handlers):
+            client.retry_handlers.append(AsyncConnectionErrorRetryHandler())
+        return client
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self, handler: EventHandler) -> None:
+        self._handler = handler
+        if self._settings.socket_mode:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            self._socket_handler = AsyncSocketModeHandler(self.app, self._settings.app_token)
+            await self._socket_handler.connect_async()
+            log.info("Slack: connected in Socket Mode")
+        else:
+            log.info("Slack: listening at /slack/events (%s workspace mode)", self._settings.mode)
+
+    async def stop(self) -> None:
+        if self._socket_handler is not None:
+            await self._socket_handler.close_async()
+            self._socket_handler = None
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        routes: list[web.AbstractRouteDef] = [web.post("/slack/events", self._dispatch)]
+        if self._settings.mode == "multi":
+            routes += [
+                web.get("/slack/install", self._dispatch),
+                web.get("/slack/oauth_redirect", self._dispatch),
+            ]
+        return routes
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        bolt_request = await to_bolt_request(request)
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+
+    # --- posting ------------------------------------------------------------------------------
+
+    async def _client_for(self, workspace: str) -> AsyncWebClient:
+        if self._installations is None:
+            return self.client
+        if workspace not in self._clients:
+            bot = await self._installations.async_find_bot(enterprise_id=None, team_id=workspace)
+            if bot is None or not bot.bot_token:
+                raise PermanentDeliveryError(
+                    f"no installation for workspace {workspace or '(none)'}",
+                    "Install the app in that workspace via /slack/install, and set the "
+                    "department's `workspace` to its team id.",
+                )
+            self._clients[workspace] = self._new_client(bot.bot_token)
+        return self._clients[workspace]
+
+    async def _pace(self, channel: str) -> None:
+        if self._pace_seconds <= 0:
+            return
+        async with self._pace_lock:
+            now = time.monotonic()
+            slot = pacing_slot(self._next_post.get(channel, 0.0), now, self._pace_seconds)
+            self._next_post[channel] = slot + self._pace_seconds
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def _call(
+        self, channel: ChannelRef, call: Callable[[AsyncWebClient], Awaitable[Any]]
+    ) -> Any:
+        client = await self._client_for(channel.workspace)
+        await self._pace(channel.channel)
+        try:
+            return await call(client)
+        except SlackApiError as exc:
+            error = slack_error(exc)
+            if error in PERMANENT:
+                raise PermanentDeliveryError(error, PERMANENT[error]) from exc
+            raise
+
+    async def post(self, channel: ChannelRef, message: Message) -> PostedMessage:
+        text, blocks = translate.message_payload(message)
+        response = await self._call(
+            channel,
+            lambda c: c.chat_postMessage(
+                channel=channel.channel,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            ),
+        )
+        ts = str(response["ts"])
+        return PostedMessage(channel, ts, ts)
+
+    async def reply(self, posted: PostedMessage, message: Message) -> PostedMessage:
+        text, blocks = translate.message_payload(message)
+        response = await self._call(
+            posted.channel,
+            lambda c: c.chat_postMessage(
+                channel=posted.channel.channel,
+                thread_ts=posted.thread_id,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            ),
+        )
+        return PostedMessage(posted.channel, str(response["ts"]), posted.thread_id)
+
+    async def update(self, posted: PostedMessage, message: Message) -> None:
+        text, blocks = translate.message_payload(message)
+        await self._call(
+            posted.channel,
+            lambda c: c.chat_update(
+                channel=posted.channel.channel, ts=posted.message_id, text=text, blocks=blocks
+            ),
+        )
+
+    async def notify(self, channel: ChannelRef, person: Person, message: Message) -> None:
+        """An ephemeral message; where the bot cannot post in the channel, a direct message."""
+        text, blocks = translate.message_payload(message)
+        try:
+            await self._call(
+                channel,
+                lambda c: c.chat_postEphemeral(
+                    channel=channel.channel, user=person.id, text=text, blocks=blocks
+                ),
+            )
+        except (PermanentDeliveryError, SlackApiError):
+            client = await self._client_for(channel.workspace)
+            opened = await client.conversations_open(users=person.id)
+            await client.chat_postMessage(
+                channel=opened["channel"]["id"],
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+
+    # --- people -------------------------------------------------------------------------------
+
+    async def _name(self, client: AsyncWebClient, team: str, user: str) -> str:
+        """A person's display name, cached; the user id when Slack will not say."""
+        key = (team, user)
+        if key in self._names:
+            self._names.move_to_end(key)
+            return self._names[key]
+        name = user
+        try:
+            info = await client.users_info(user=user)
+            profile = info["user"].get("profile", {})
+            name = (
+                profile.get("display_name")
+                or profile.get("real_name")
+                or info["user"].get("real_name")
+                or info["user"].get("name")
+                or user
+            )
+        except SlackApiError as exc:
+            log.warning("Slack: users.info failed (%s); using the user id", slack_error(exc))
+        self._names[key] = name
+        while len(self._names) > NAME_CACHE:
+            self._names.popitem(last=False)
+        return str(name)
+
+    # --- listeners ----------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        app = self.app
+        app.event("message")(self._on_message)
+        app.command("/deel")(ack=self._ack, lazy=[self._on_command])
+        app.action(ACTIONS)(ack=self._ack, lazy=[self._on_action])
+        app.view(ACTIONS)(self._on_view)
+        for event in ("member_joined_channel", "app_uninstalled", "tokens_revoked"):
+            app.event(event)(self._on_lifecycle)
+
+    async def _ack(self, ack: Callable[..., Awaitable[None]]) -> None:
+        await ack()
+
+    async def _handle(self, event: Any) -> Response:
+        if self._handler is None:
+            raise RuntimeError("the Slack adapter has not been started")
+        return await self._handler(event)
+
+    async def _on_message(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+        event = translate.message_event(body)
+        if event is None:
+            return
+        name = await self._name(client, event.workspace, event.person.id)
+        event = _with_person(event, Person(event.person.id, name))
+        response = await self._handle(event)
+        if isinstance(response, Ephemeral):
+            text, blocks = translate.message_payload(response.message)
+            await client.chat_postEphemeral(
+                channel=event.channel.channel,
+                user=event.person.id,
+                text=text,
+                blocks=blocks,
+                thread_ts=event.thread_id,
+            )
+
+    async def _on_lifecycle(self, body: dict[str, Any]) -> None:
+        event = body.get("event", {})
+        log.info("Slack: %s in workspace %s", event.get("type"), body.get("team_id"))
+        if event.get("type") in {"app_uninstalled", "tokens_revoked"}:
+            self._clients.pop(str(body.get("team_id", "")), None)
+
+    async def _show(
+        self,
+        response: Response,
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        respond: Callable[..., Awaitable[Any]],
+        channel: str,
+    ) -> None:
+        if isinstance(response, ShowForm):
+            form = response.form
+            view = translate.modal_view(
+                form,
+                callback_id=form.form_id,
+                private_metadata=translate.encode_metadata(form.form_id, channel, form.meta),
+                close_label=self._close_label,
+            )
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+        elif isinstance(response, Ephemeral):
+            text, blocks = translate.message_payload(response.message)
+            await respond(
+                text=text, blocks=blocks, response_type="ephemeral", replace_original=False
+            )
+
+    async def _on_command(
+        self, body: dict[str, Any], client: AsyncWebClient, respond: Callable[..., Awaitable[Any]]
+    ) -> None:
+        event: CommandEvent = translate.command_event(body)
+        name = await self._name(client, event.workspace, event.person.id)
+        event = _with_person(event, Person(event.person.id, name))
+        await self._show(await self._handle(event), body, client, respond, event.channel.channel)
+
+    async def _on_action(
+        self, body: dict[str, Any], client: AsyncWebClient, respond: Callable[..., Awaitable[Any]]
+    ) -> None:
+        event: ButtonEvent | None = translate.action_event(body)
+        if event is None:
+            return
+        name = await self._name(client, event.workspace, event.person.id)
+        event = _with_person(event, Person(event.person.id, name))
+        await self._show(await self._handle(event), body, client, respond, event.channel.channel)
+
+    async def _on_view(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        try:
+            channel, meta = translate.decode_metadata(body["view"].get("private_metadata", ""))
+        except ValueError:
+            await ack()
+            return
+        event = translate.view_event(body, meta, channel)
+        name = await self._name(client, event.workspace, event.person.id)
+        event = _with_person(event, Person(event.person.id, name))
+        response = await self._handle(event)
+        if isinstance(response, FormErrors):
+            await ack(**translate.form_errors(response.errors))
+            return
+        await ack()
+        if isinstance(response, FormDone):
+            await self.notify(event.channel, event.person, response.confirmation)
+        elif isinstance(response, Ephemeral):
+            await self.notify(event.channel, event.person, response.message)
+
+
+def _with_person[E](event: E, person: Person) -> E:
+    from dataclasses import replace
+
+    return replace(event, person=person)  # type: ignore[type-var]

@@ -1,0 +1,148 @@
+"""A fake Slack Web API: a real aiohttp server on port 0 that records what the bot sends.
+
+The real slack_sdk client is pointed at it with ``base_url``, so the SDK's own code runs: request
+encoding, error handling, rate-limit retries. Only Slack's cloud is replaced.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+BOT_TOKEN = "xoxb-test-token"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    token: str
+
+
+@dataclass
+class Failure:
+    method: str
+    times: int
+    status: int = 200
+    error: str = ""
+    retry_after: int = 1
+    channel: str | None = None
+
+
+@dataclass
+class FakeSlack:
+    """State of the fake: the calls received, the people it knows, failures to inject."""
+
+    calls: list[Call] = field(default_factory=list)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    private_channels: set[str] = field(default_factory=set)
+    failures: list[Failure] = field(default_factory=list)
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    server: TestServer | None = None
+
+    @property
+    def api_url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url("/api/"))
+
+    @property
+    def response_url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url("/respond/1"))
+
+    def of(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def fail(
+        self,
+        method: str,
+        *,
+        times: int = 1,
+        status: int = 200,
+        error: str = "",
+        retry_after: int = 1,
+        channel: str | None = None,
+    ) -> None:
+        self.failures.append(Failure(method, times, status, error, retry_after, channel))
+
+    def _failure(self, method: str, args: dict[str, Any]) -> Failure | None:
+        for f in self.failures:
+            if f.method == method and f.times > 0 and f.channel in {None, args.get("channel")}:
+                f.times -= 1
+                return f
+        return None
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.method == "GET":
+            args: dict[str, Any] = dict(request.query)
+        elif request.content_type == "application/json":
+            args = await request.json()
+        else:
+            args = dict(await request.post())
+        for key in ("blocks", "view", "attachments"):
+            if isinstance(args.get(key), str):
+                args[key] = json.loads(args[key])
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        self.calls.append(Call(method, args, token))
+        failure = self._failure(method, args)
+        if failure is not None:
+            if failure.status == 429:
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(failure.retry_after)},
+                )
+            return web.json_response({"ok": False, "error": failure.error}, status=failure.status)
+        if token != BOT_TOKEN and method != "oauth.v2.access":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        return web.json_response({"ok": True, **self._answer(method, args)})
+
+    def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        match method:
+            case "auth.test":
+                return {
+                    "url": "https://boeket-test.slack.com/",
+                    "team": "Test",
+                    "user": "boeket",
+                    "team_id": "T0TEST",
+                    "user_id": "UBOEKET",
+                    "bot_id": "BBOEKET",
+                }
+            case "chat.postMessage":
+                ts = f"1700000000.{next(self._ts):06d}"
+                return {"channel": args.get("channel"), "ts": ts, "message": {"ts": ts}}
+            case "chat.update":
+                return {"channel": args.get("channel"), "ts": args.get("ts")}
+            case "chat.postEphemeral":
+                return {"message_ts": f"1700000000.{next(self._ts):06d}"}
+            case "views.open" | "views.publish" | "views.update":
+                return {"view": {"id": f"V{next(self._ts):08d}", **(args.get("view") or {})}}
+            case "users.info":
+                user = args.get("user", "")
+                known = self.users.get(str(user))
+                if known is None:
+                    return {"user": {"id": user, "name": user, "profile": {}}}
+                return {"user": {"id": user, **known}}
+            case "conversations.open":
+                return {"channel": {"id": f"D{args.get('users', 'X')}"}}
+            case "conversations.info":
+                channel = str(args.get("channel", ""))
+                return {"channel": {"id": channel, "is_private": channel in self.private_channels}}
+        return {}
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        self.calls.append(Call("response_url", await request.json(), ""))
+        return web.Response(text="ok")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
+        app.router.add_post("/respond/{id}", self._respond)
+        return app

@@ -1,0 +1,498 @@
+"""Slack end to end: Slack's requests signed and sent over HTTP to Boeket, the real slack_sdk client
+talking to a fake Slack Web API on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import yaml
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+from slack_sdk.signature import SignatureVerifier
+
+from adapters.slack.settings import SlackSettings
+from adapters.slack.translate import block_problems
+from bot.app import Boeket, build, web_app
+from bot.clock import ManualClock
+from bot.config import OrgConfig, parse_config
+from bot.domain import OccurrenceStatus, Step
+from bot.settings import EXAMPLE_CONFIG, Settings
+from prompts.library import PromptLibrary
+from storage.db import Database
+from storage.repositories import ContributionRepository, OccurrenceRepository
+from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+ORG = "ziekenhuis-de-linde"
+OK_CHANNEL = "C0OPERATIE"
+ICT_CHANNEL = "C0ICT"
+OK_PROMPT_AT = datetime(2027, 3, 1, 7, 0, tzinfo=UTC)
+OK_HARVEST_AT = datetime(2027, 3, 2, 6, 30, tzinfo=UTC)
+
+
+def slack_config() -> OrgConfig:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    for dept in data["departments"]:
+        if dept["id"] == "ok":
+            dept.update(platform="slack", channel=OK_CHANNEL)
+        if dept["id"] == "ict":
+            dept.update(platform="slack", channel=ICT_CHANNEL)
+    return parse_config(data, Path("slack.yaml"))
+
+
+def sign(secret: str, timestamp: str, body: str) -> str:
+    """Slack's request signature: v0= HMAC-SHA256 over "v0:{timestamp}:{body}"."""
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def test_signing_matches_slacks_published_test_vector() -> None:
+    body = (
+        "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id="
+        "G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-"
+        "collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F39770"
+        "0885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10"
+        "d2c447fce8b6703c"
+    )
+    expected = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+    assert sign(SECRET, "1531420618", body) == expected
+
+    class Frozen:
+        def now(self) -> float:
+            return 1531420618.0
+
+    verifier = SignatureVerifier(SECRET, clock=Frozen())  # type: ignore[arg-type]
+    headers = {"x-slack-request-timestamp": "1531420618", "x-slack-signature": expected}
+    assert verifier.is_valid_request(body, headers)
+    assert not verifier.is_valid_request(body + "x", headers)
+
+
+@dataclass
+class SlackEnv:
+    fake: FakeSlack
+    client: TestClient[Any, Any]
+    boeket: Boeket
+    clock: ManualClock
+    db: Database
+
+    async def post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        secret: str = SECRET,
+        timestamp: int | None = None,
+        retry: int | None = None,
+    ) -> ClientResponse:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": sign(secret, ts, body),
+        }
+        if retry is not None:
+            headers["X-Slack-Retry-Num"] = str(retry)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        return await self.client.post("/slack/events", data=body.encode(), headers=headers)
+
+    async def event(
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str = "Ev001",
+        retry: int | None = None,
+        **kwargs: Any,
+    ) -> ClientResponse:
+        envelope = {
+            "token": "legacy",
+            "team_id": "T0TEST",
+            "api_app_id": "A0BOEKET",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+        }
+        return await self.post(json.dumps(envelope), "application/json", retry=retry, **kwargs)
+
+    async def command(
+        self, text: str, *, channel: str = OK_CHANNEL, user: str = "U1"
+    ) -> ClientResponse:
+        form = {
+            "token": "legacy",
+            "team_id": "T0TEST",
+            "team_domain": "test",
+            "channel_id": channel,
+            "channel_name": "ok",
+            "user_id": user,
+            "user_name": "fatima",
+            "command": "/deel",
+            "text": text,
+            "api_app_id": "A0BOEKET",
+            "response_url": self.fake.response_url,
+            "trigger_id": f"trig-{time.monotonic_ns()}",
+        }
+        return await self.post(urlencode(form), "application/x-www-form-urlencoded")
+
+    async def interactive(self, payload: dict[str, Any]) -> ClientResponse:
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def tick(self, moment: datetime) -> None:
+        self.clock.set(moment)
+        await self.boeket.cycle.tick()
+
+    async def contributions(self) -> list[Any]:
+        return await ContributionRepository(self.db).all(ORG)
+
+
+async def eventually(check: Callable[[], Any], within: float = 5.0) -> Any:
+    """Lazy listeners run after the acknowledgement: wait for their effect."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("the expected Slack call did not happen")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def slack(
+    db: Database, prompts: PromptLibrary, clock: ManualClock
+) -> AsyncIterator[SlackEnv]:
+    fake = FakeSlack(
+        users={
+            "U1": {
+                "name": "fatima",
+                "real_name": "Fatima el Amrani",
+                "profile": {"display_name": "Fatima el Amrani"},
+            },
+            "U2": {"name": "jeroen", "real_name": "Jeroen de Vries", "profile": {}},
+        }
+    )
+    fake_server = TestServer(fake.app())
+    await fake_server.start_server()
+    fake.server = fake_server
+    settings = Settings(
+        database_url=db.url,
+        worker_id="slack-test",
+        auto_migrate=True,
+        slack=SlackSettings(
+            signing_secret=SECRET, bot_token=BOT_TOKEN, api_url=fake.api_url, pace_seconds=0
+        ),
+    )
+    boeket = build(settings, slack_config(), clock=clock, prompts=prompts, db=db)
+    client: TestClient[Any, Any] = TestClient(TestServer(web_app(boeket, timer=False)))
+    await client.start_server()
+    try:
+        yield SlackEnv(fake, client, boeket, clock, db)
+    finally:
+        await client.close()
+        await fake_server.close()
+
+
+def prompt_ts(env: SlackEnv, channel: str = OK_CHANNEL) -> str:
+    posts = [c for c in env.fake.of("chat.postMessage") if c.args.get("channel") == channel]
+    assert posts, "no prompt was posted"
+    return "1700000000.000001" if not posts else _ts_of(env, posts[0])
+
+
+def _ts_of(env: SlackEnv, call: Any) -> str:
+    index = env.fake.calls.index(call)
+    posted = [c for c in env.fake.calls[: index + 1] if c.method == "chat.postMessage"]
+    return f"1700000000.{len(posted):06d}"
+
+
+def reply_event(
+    text: str,
+    thread_ts: str,
+    *,
+    user: str = "U1",
+    ts: str = "1700000100.000100",
+    channel: str = OK_CHANNEL,
+) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "channel": channel,
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "thread_ts": thread_ts,
+        "channel_type": "channel",
+        "event_ts": ts,
+    }
+
+
+# --- the cycle posts Block Kit ----------------------------------------------------------------
+
+
+async def test_prompt_is_block_kit_with_an_answer_button(slack: SlackEnv) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    [post] = [c for c in slack.fake.of("chat.postMessage") if c.args["channel"] == OK_CHANNEL]
+    assert post.token == BOT_TOKEN
+    blocks = post.args["blocks"]
+    assert block_problems(blocks, surface="message") == []
+    buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [b["text"]["text"] for b in buttons] == ["Antwoorden"]
+    assert post.args.get("unfurl_links") in {False, "false", "0"}
+    occ = await OccurrenceRepository(slack.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
+    assert occ is not None and occ.status is OccurrenceStatus.SENT
+    assert occ.message_id == prompt_ts(slack)
+
+
+# --- thread replies, retries, escaping --------------------------------------------------------
+
+
+async def test_retried_event_stores_one_contribution(slack: SlackEnv) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    thread = prompt_ts(slack)
+    event = reply_event("De huddle om half acht werkt.", thread)
+    for retry in (None, 1, 2):
+        response = await slack.event(event, event_id="Ev0RETRY", retry=retry)
+        assert response.status == 200
+    [stored] = await slack.contributions()
+    assert stored.text == "De huddle om half acht werkt."
+    assert stored.author is not None and stored.author.name == "Fatima el Amrani"
+    assert stored.round_date == date(2027, 3, 2)
+    # The follow-up question is whispered once, to her only, in the thread.
+    [nudge] = slack.fake.of("chat.postEphemeral")
+    assert nudge.args["user"] == "U1" and nudge.args.get("thread_ts") == thread
+
+
+async def test_bot_messages_and_edits_are_not_contributions(slack: SlackEnv) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    thread = prompt_ts(slack)
+    bot = {**reply_event("automatisch", thread), "bot_id": "B999", "subtype": "bot_message"}
+    await slack.event(bot, event_id="Ev0BOT")
+    edit = {
+        "type": "message",
+        "subtype": "message_changed",
+        "channel": OK_CHANNEL,
+        "message": {"text": "x", "ts": "1.2"},
+        "ts": "1700000200.0",
+    }
+    await slack.event(edit, event_id="Ev0EDIT")
+    assert await slack.contributions() == []
+
+
+async def test_user_text_never_pings_or_links_when_repeated(slack: SlackEnv) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    thread = prompt_ts(slack)
+    text = "<!channel> Kijk <@U999> en <https://evil.example|klik hier> &amp; <!here>"
+    await slack.event(reply_event(text, thread), event_id="Ev0ESC")
+    [stored] = await slack.contributions()
+    assert "<!channel>" not in stored.text and "<!here>" not in stored.text
+    await slack.tick(OK_HARVEST_AT)
+    harvest = [c for c in slack.fake.of("chat.postMessage") if c.args["channel"] == OK_CHANNEL][-1]
+    rendered = json.dumps(harvest.args["blocks"]) + harvest.args.get("text", "")
+    for dangerous in ("<!channel>", "<!here>", "<@U999>", "<https://evil.example"):
+        assert dangerous not in rendered
+    assert "klik hier" in rendered
+    assert harvest.args.get("link_names") in {None, False, "false", "0"}
+    assert block_problems(harvest.args["blocks"], surface="message") == []
+
+
+# --- security ---------------------------------------------------------------------------------
+
+
+async def test_bad_signature_and_replay_are_refused(slack: SlackEnv) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    thread = prompt_ts(slack)
+    wrong = await slack.event(reply_event("x" * 10, thread), event_id="Ev0BAD", secret="wrong")
+    assert wrong.status == 401
+    stale = await slack.event(
+        reply_event("y" * 10, thread), event_id="Ev0OLD", timestamp=int(time.time()) - 301
+    )
+    assert stale.status == 401
+    unsigned = await slack.client.post(
+        "/slack/events", data=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert unsigned.status == 401
+    assert await slack.contributions() == []
+
+
+# --- /deel ------------------------------------------------------------------------------------
+
+
+async def test_deel_acks_at_once_and_opens_the_share_modal(slack: SlackEnv) -> None:
+    response = await slack.command("")
+    assert response.status == 200
+    [opened] = await eventually(lambda: slack.fake.of("views.open"))
+    view = opened.args["view"]
+    assert view["type"] == "modal" and view["callback_id"] == "boeket.share"
+    assert block_problems(view["blocks"], surface="modal") == []
+    block_ids = [b.get("block_id") for b in view["blocks"] if b["type"] == "input"]
+    assert block_ids == ["what", "preconditions", "effect", "goal", "theme", "anonymous"]
+
+
+async def test_deel_help_and_outside_a_department(slack: SlackEnv) -> None:
+    await slack.command("help")
+    [help_] = await eventually(lambda: slack.fake.of("response_url"))
+    assert help_.args["response_type"] == "ephemeral"
+    assert "/deel mijn" in json.dumps(help_.args, ensure_ascii=False)
+    await slack.command("", channel="C0RANDOM")
+    calls = await eventually(
+        lambda: len(slack.fake.of("response_url")) == 2 and slack.fake.of("response_url")
+    )
+    assert "niet bij een afdeling" in json.dumps(calls[1].args, ensure_ascii=False)
+    assert slack.fake.of("views.open") == []
+
+
+def share_submission(view_id: str, values: dict[str, Any], *, user: str = "U2") -> dict[str, Any]:
+    state = {
+        "what": {"what": {"type": "plain_text_input", "value": values.get("what")}},
+        "preconditions": {
+            "preconditions": {"type": "plain_text_input", "value": values.get("preconditions")}
+        },
+        "effect": {"effect": {"type": "plain_text_input", "value": values.get("effect")}},
+        "goal": {
+            "goal": {
+                "type": "static_select",
+                "selected_option": (
+                    {"value": values["goal"], "text": {"type": "plain_text", "text": "g"}}
+                    if values.get("goal")
+                    else None
+                ),
+            }
+        },
+        "theme": {"theme": {"type": "static_select", "selected_option": None}},
+        "anonymous": {
+            "anonymous": {
+                "type": "checkboxes",
+                "selected_options": (
+                    [{"value": "true", "text": {"type": "plain_text", "text": "a"}}]
+                    if values.get("anonymous")
+                    else []
+                ),
+            }
+        },
+    }
+    from adapters.slack.translate import encode_metadata
+
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0TEST", "domain": "test"},
+        "user": {"id": user, "username": "jeroen", "name": "jeroen", "team_id": "T0TEST"},
+        "api_app_id": "A0BOEKET",
+        "token": "legacy",
+        "trigger_id": "t.1",
+        "view": {
+            "id": view_id,
+            "team_id": "T0TEST",
+            "type": "modal",
+            "callback_id": "boeket.share",
+            "private_metadata": encode_metadata("boeket.share", OK_CHANNEL, {"department": "ok"}),
+            "state": {"values": state},
+            "hash": "h",
+            "blocks": [],
+        },
+    }
+
+
+async def test_share_modal_validates_inline_and_stores_once(slack: SlackEnv) -> None:
+    slack.clock.set(OK_PROMPT_AT)
+    bad = await slack.interactive(share_submission("V0SHARE", {"what": "", "preconditions": ""}))
+    assert bad.status == 200
+    body = await bad.json()
+    assert body["response_action"] == "errors"
+    assert set(body["errors"]) == {"what", "preconditions"}
+    assert await slack.contributions() == []
+
+    values = {
+        "what": "Een bufferuur in de middag.",
+        "preconditions": "Planners doen mee.",
+        "goal": "gezond-werken",
+    }
+    for _ in range(2):  # a double click submits the same view twice
+        good = await slack.interactive(share_submission("V0SHARE", values))
+        assert good.status == 200
+        assert (await good.text()) in {"", "{}"} or "errors" not in await good.text()
+    [share] = await slack.contributions()
+    assert share.fields["preconditions"] == "Planners doen mee."
+    assert share.author is not None and share.author.name == "Jeroen de Vries"
+    confirmations = await eventually(lambda: slack.fake.of("chat.postEphemeral"))
+    assert confirmations[0].args["user"] == "U2"
+
+
+async def test_answer_button_opens_the_answer_modal(slack: SlackEnv) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    thread = prompt_ts(slack)
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0TEST"},
+        "trigger_id": "trig-answer",
+        "user": {"id": "U1", "username": "fatima", "name": "fatima", "team_id": "T0TEST"},
+        "api_app_id": "A0BOEKET",
+        "token": "legacy",
+        "response_url": slack.fake.response_url,
+        "container": {"type": "message", "message_ts": thread, "channel_id": OK_CHANNEL},
+        "channel": {"id": OK_CHANNEL, "name": "ok"},
+        "message": {"ts": thread, "text": "x"},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": "boeket.answer",
+                "block_id": "b",
+                "value": "2027-03-02",
+                "action_ts": "1700000300.1",
+                "text": {"type": "plain_text", "text": "Antwoorden"},
+            }
+        ],
+    }
+    response = await slack.interactive(payload)
+    assert response.status == 200
+    [opened] = await eventually(lambda: slack.fake.of("views.open"))
+    assert opened.args["trigger_id"] == "trig-answer"
+    inputs = [b["block_id"] for b in opened.args["view"]["blocks"] if b["type"] == "input"]
+    assert inputs == ["text", "followup", "anonymous"]
+
+
+# --- rate limits and permanent errors ---------------------------------------------------------
+
+
+async def test_rate_limited_post_arrives_once_later(slack: SlackEnv) -> None:
+    slack.fake.fail("chat.postMessage", status=429, retry_after=1, channel=OK_CHANNEL)
+    started = time.monotonic()
+    await slack.tick(OK_PROMPT_AT)
+    posts = [c for c in slack.fake.of("chat.postMessage") if c.args["channel"] == OK_CHANNEL]
+    assert len(posts) == 2  # the refused attempt and the one that arrived
+    assert time.monotonic() - started >= 1.0  # Retry-After was honoured
+    occ = await OccurrenceRepository(slack.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
+    assert occ is not None and occ.status is OccurrenceStatus.SENT
+    assert occ.message_id == "1700000000.000001"  # the 429 consumed no message
+
+
+async def test_channel_not_found_is_reported_once_and_the_run_goes_on(
+    slack: SlackEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot")
+    slack.fake.fail("chat.postMessage", error="channel_not_found", channel=OK_CHANNEL, times=99)
+    # Monday 1 March 09:00: the OK prompt fails; ICT's harvest of 1 March has nothing to show.
+    await slack.tick(OK_PROMPT_AT)
+    await slack.tick(datetime(2027, 3, 1, 7, 30, tzinfo=UTC))
+    occ = await OccurrenceRepository(slack.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
+    assert occ is not None and occ.status is OccurrenceStatus.FAILED
+    attempts = [c for c in slack.fake.of("chat.postMessage") if c.args["channel"] == OK_CHANNEL]
+    assert len(attempts) == 1
+    errors = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and "channel_not_found" in r.getMessage()
+    ]
+    assert len(errors) == 1 and "organisation config" in errors[0].getMessage()
+    # Other departments still get their steps.
+    await slack.tick(datetime(2027, 3, 3, 13, 0, tzinfo=UTC))
+    assert [m for m in slack.boeket.local.messages("verpleegafdeling")]
