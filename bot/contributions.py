@@ -15,7 +15,16 @@ from datetime import date, timedelta
 
 from bot.config import Department, OrgConfig
 from bot.cycle import ANSWER_ACTION, CycleEngine, Texts
-from bot.domain import Contribution, Kind, NewContribution, Person, PersonSettings, Source, Step
+from bot.domain import (
+    ChannelRef,
+    Contribution,
+    Kind,
+    NewContribution,
+    Person,
+    PersonSettings,
+    Source,
+    Step,
+)
 from bot.messages import (
     Actions,
     Block,
@@ -113,8 +122,12 @@ class ContributionService:
             case HomeEvent():
                 return ShowHome(await self._home(event.platform, event.person))
 
-    def _dept(self, platform: str, channel: str) -> Department | None:
-        return self._config.department_for_channel(platform, channel)
+    def _dept(self, channel: ChannelRef, workspace: str) -> Department | None:
+        """The department of a channel; none for a channel of another workspace or tenant."""
+        dept = self._config.department_for_channel(channel.platform, channel.channel)
+        if dept is not None and dept.workspace and workspace and dept.workspace != workspace:
+            return None
+        return dept
 
     async def _voice(
         self, dept: Department | None, platform: str, person: Person
@@ -251,7 +264,7 @@ class ContributionService:
 
     async def _message(self, event: MessageEvent) -> Response:
         dept, _ = await self._voice(
-            self._dept(event.channel.platform, event.channel.channel),
+            self._dept(event.channel, event.workspace),
             event.channel.platform,
             event.person,
         )
@@ -295,7 +308,7 @@ class ContributionService:
 
     async def _command(self, event: CommandEvent) -> Response:
         dept, chosen = await self._voice(
-            self._dept(event.channel.platform, event.channel.channel),
+            self._dept(event.channel, event.workspace),
             event.channel.platform,
             event.person,
         )
@@ -377,7 +390,7 @@ class ContributionService:
         if event.action_id in {LANGUAGE_ACTION, ANONYMOUS_ACTION}:
             return await self._change_settings(event)
         dept, chosen = await self._voice(
-            self._dept(event.channel.platform, event.channel.channel),
+            self._dept(event.channel, event.workspace),
             event.channel.platform,
             event.person,
         )
@@ -537,6 +550,8 @@ class ContributionService:
         try:
             dept = self._config.department(dept_id)
         except KeyError:
+            return Ephemeral(self._plain(None, "form.expired"))
+        if dept.workspace and event.workspace and dept.workspace != event.workspace:
             return Ephemeral(self._plain(None, "form.expired"))
         chosen = await self._settings.get(self.org, event.channel.platform, event.person.id)
         if chosen.language:

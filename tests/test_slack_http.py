@@ -496,3 +496,147 @@ async def test_channel_not_found_is_reported_once_and_the_run_goes_on(
     # Other departments still get their steps.
     await slack.tick(datetime(2027, 3, 3, 13, 0, tzinfo=UTC))
     assert [m for m in slack.boeket.local.messages("verpleegafdeling")]
+
+
+# --- App Home ---------------------------------------------------------------------------------
+
+
+def home_opened(user: str = "U1") -> dict[str, Any]:
+    return {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": "D0HOME",
+        "tab": "home",
+        "event_ts": "1700000400.1",
+    }
+
+
+def home_click(action_id: str, value: str, user: str = "U1") -> dict[str, Any]:
+    return {
+        "type": "block_actions",
+        "team": {"id": "T0TEST"},
+        "trigger_id": f"trig-{value}",
+        "user": {"id": user, "username": "fatima", "name": "fatima", "team_id": "T0TEST"},
+        "api_app_id": "A0BOEKET",
+        "token": "legacy",
+        "container": {"type": "view", "view_id": "V0HOME"},
+        "view": {"id": "V0HOME", "type": "home", "blocks": []},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b",
+                "value": value,
+                "action_ts": "1700000500.1",
+                "text": {"type": "plain_text", "text": "x"},
+            }
+        ],
+    }
+
+
+async def test_app_home_shows_own_contributions_settings_and_overview(slack: SlackEnv) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    thread = prompt_ts(slack)
+    await slack.event(reply_event("De huddle om half acht werkt.", thread), event_id="Ev0H1")
+    await slack.event(
+        reply_event("Iets van iemand anders.", thread, user="U2", ts="1700000100.000200"),
+        event_id="Ev0H2",
+    )
+    assert (await slack.event(home_opened(), event_id="Ev0HOME")).status == 200
+    [published] = slack.fake.of("views.publish")
+    assert published.args["user_id"] == "U1"
+    view = published.args["view"]
+    assert view["type"] == "home"
+    assert block_problems(view["blocks"], surface="home") == []
+    shown = json.dumps(view["blocks"], ensure_ascii=False)
+    assert "Jouw Boeket" in shown and "ontwikkelgesprek" in shown
+    assert "De huddle om half acht werkt." in shown
+    assert "Iets van iemand anders." not in shown  # only her own
+    assert "boeket.settings.language" in shown and "boeket.settings.anonymous" in shown
+
+
+async def test_settings_from_app_home_change_language_and_anonymity(slack: SlackEnv) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    await slack.interactive(home_click("boeket.settings.language", "en"))
+    published = await eventually(lambda: slack.fake.of("views.publish"))
+    assert "Your Boeket" in json.dumps(published[-1].args["view"]["blocks"])
+    await slack.interactive(home_click("boeket.settings.anonymous", "on"))
+    await eventually(lambda: len(slack.fake.of("views.publish")) == 2)
+    assert "anonymous by default" in json.dumps(slack.fake.of("views.publish")[-1].args["view"])
+
+    # Her next form speaks English and starts anonymous.
+    thread = prompt_ts(slack)
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0TEST"},
+        "trigger_id": "trig-answer-en",
+        "user": {"id": "U1", "username": "fatima", "name": "fatima", "team_id": "T0TEST"},
+        "api_app_id": "A0BOEKET",
+        "token": "legacy",
+        "response_url": slack.fake.response_url,
+        "container": {"type": "message", "message_ts": thread, "channel_id": OK_CHANNEL},
+        "channel": {"id": OK_CHANNEL, "name": "ok"},
+        "message": {"ts": thread, "text": "x"},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": "boeket.answer",
+                "block_id": "b",
+                "value": "2027-03-02",
+                "action_ts": "1700000300.1",
+                "text": {"type": "plain_text", "text": "Antwoorden"},
+            }
+        ],
+    }
+    await slack.interactive(payload)
+    [opened] = await eventually(lambda: slack.fake.of("views.open"))
+    view = opened.args["view"]
+    assert view["title"]["text"] == "Your answer"
+    [anonymous] = [b for b in view["blocks"] if b.get("block_id") == "anonymous"]
+    assert anonymous["element"].get("initial_options")
+    # The channel itself still speaks Dutch: the harvest is for the whole team.
+    await slack.tick(OK_HARVEST_AT)
+    harvest = [c for c in slack.fake.of("chat.postMessage") if c.args["channel"] == OK_CHANNEL][-1]
+    assert "oogst" in json.dumps(harvest.args["blocks"], ensure_ascii=False).lower()
+
+
+async def test_delete_from_app_home_refreshes_the_page(slack: SlackEnv) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    await slack.event(reply_event("Weg ermee.", prompt_ts(slack)), event_id="Ev0DEL")
+    [mine] = await slack.contributions()
+    await slack.interactive(home_click("boeket.delete", str(mine.id), user="U2"))
+    await eventually(lambda: slack.fake.of("chat.postMessage")[-1].args["channel"] == "DU2")
+    assert len(await slack.contributions()) == 1  # not hers to delete: told so in a DM
+    await slack.interactive(home_click("boeket.delete", str(mine.id)))
+    await eventually(lambda: slack.fake.of("views.publish"))
+    assert await slack.contributions() == []
+
+
+# --- workspaces -------------------------------------------------------------------------------
+
+
+async def test_events_from_another_workspace_touch_no_department(
+    db: Database, prompts: PromptLibrary, clock: ManualClock, slack: SlackEnv
+) -> None:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    for dept in data["departments"]:
+        if dept["id"] == "ok":
+            dept.update(platform="slack", channel=OK_CHANNEL, workspace="T0TEST")
+    config = parse_config(data, Path("ws.yaml"))
+    slack.boeket.contributions._config = config  # the same Boeket, now bound to workspace T0TEST
+    await slack.tick(OK_PROMPT_AT)
+    thread = prompt_ts(slack)
+    envelope = reply_event("Van buiten.", thread)
+    body = {
+        "token": "legacy",
+        "team_id": "T0OTHER",
+        "api_app_id": "A0BOEKET",
+        "event": envelope,
+        "type": "event_callback",
+        "event_id": "Ev0OTHER",
+        "event_time": int(time.time()),
+    }
+    await slack.post(json.dumps(body), "application/json")
+    assert await slack.contributions() == []
+    await slack.event(reply_event("Van binnen.", thread), event_id="Ev0SAME")
+    assert len(await slack.contributions()) == 1

@@ -39,9 +39,11 @@ from bot.messages import (
     Ephemeral,
     FormDone,
     FormErrors,
+    HomeEvent,
     Message,
     Response,
     ShowForm,
+    ShowHome,
 )
 from bot.ports import EventHandler, PermanentDeliveryError
 
@@ -268,23 +270,29 @@ class SlackAdapter:
     async def notify(self, channel: ChannelRef, person: Person, message: Message) -> None:
         """An ephemeral message; where the bot cannot post in the channel, a direct message."""
         text, blocks = translate.message_payload(message)
-        try:
-            await self._call(
-                channel,
-                lambda c: c.chat_postEphemeral(
-                    channel=channel.channel, user=person.id, text=text, blocks=blocks
-                ),
-            )
-        except (PermanentDeliveryError, SlackApiError):
-            client = await self._client_for(channel.workspace)
-            opened = await client.conversations_open(users=person.id)
-            await client.chat_postMessage(
-                channel=opened["channel"]["id"],
-                text=text,
-                blocks=blocks,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+        if channel.channel:
+            try:
+                await self._call(
+                    channel,
+                    lambda c: c.chat_postEphemeral(
+                        channel=channel.channel, user=person.id, text=text, blocks=blocks
+                    ),
+                )
+                return
+            except (PermanentDeliveryError, SlackApiError):
+                pass  # not in the channel, or no longer: a direct message reaches them
+        await self._direct(await self._client_for(channel.workspace), person.id, message)
+
+    async def _direct(self, client: AsyncWebClient, user: str, message: Message) -> None:
+        text, blocks = translate.message_payload(message)
+        opened = await client.conversations_open(users=user)
+        await client.chat_postMessage(
+            channel=opened["channel"]["id"],
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
 
     # --- people -------------------------------------------------------------------------------
 
@@ -320,6 +328,7 @@ class SlackAdapter:
         app.command("/deel")(ack=self._ack, lazy=[self._on_command])
         app.action(ACTIONS)(ack=self._ack, lazy=[self._on_action])
         app.view(ACTIONS)(self._on_view)
+        app.event("app_home_opened")(self._on_home)
         for event in ("member_joined_channel", "app_uninstalled", "tokens_revoked"):
             app.event(event)(self._on_lifecycle)
 
@@ -348,6 +357,23 @@ class SlackAdapter:
                 thread_ts=event.thread_id,
             )
 
+    async def _on_home(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+        event = body.get("event", {})
+        if event.get("tab") != "home" or not event.get("user"):
+            return
+        team = str(body.get("team_id", ""))
+        user = str(event["user"])
+        person = Person(user, await self._name(client, team, user))
+        response = await self._handle(
+            HomeEvent(str(body.get("event_id", "")), PLATFORM, person, workspace=team)
+        )
+        if isinstance(response, ShowHome):
+            await self._publish_home(client, user, response.message)
+
+    async def _publish_home(self, client: AsyncWebClient, user: str, message: Message) -> None:
+        _, blocks = translate.message_payload(message)
+        await client.views_publish(user_id=user, view={"type": "home", "blocks": blocks})
+
     async def _on_lifecycle(self, body: dict[str, Any]) -> None:
         event = body.get("event", {})
         log.info("Slack: %s in workspace %s", event.get("type"), body.get("team_id"))
@@ -371,11 +397,16 @@ class SlackAdapter:
                 close_label=self._close_label,
             )
             await client.views_open(trigger_id=body["trigger_id"], view=view)
+        elif isinstance(response, ShowHome):
+            await self._publish_home(client, str(body["user"]["id"]), response.message)
         elif isinstance(response, Ephemeral):
-            text, blocks = translate.message_payload(response.message)
-            await respond(
-                text=text, blocks=blocks, response_type="ephemeral", replace_original=False
-            )
+            if channel:
+                text, blocks = translate.message_payload(response.message)
+                await respond(
+                    text=text, blocks=blocks, response_type="ephemeral", replace_original=False
+                )
+            else:  # a click on the person's own page: there is no channel to whisper in
+                await self._direct(client, str(body["user"]["id"]), response.message)
 
     async def _on_command(
         self, body: dict[str, Any], client: AsyncWebClient, respond: Callable[..., Awaitable[Any]]

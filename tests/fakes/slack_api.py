@@ -79,12 +79,13 @@ class FakeSlack:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        if request.method == "GET":
-            args: dict[str, Any] = dict(request.query)
-        elif request.content_type == "application/json":
-            args = await request.json()
-        else:
-            args = dict(await request.post())
+        # slack_sdk sends some arguments in the query string, others in a form or JSON body.
+        args: dict[str, Any] = dict(request.query)
+        if request.method == "POST":
+            if request.content_type == "application/json":
+                args.update(await request.json())
+            else:
+                args.update(await request.post())
         for key in ("blocks", "view", "attachments"):
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
