@@ -205,6 +205,9 @@ class Department(_Model):
     meeting: Meeting
     language: Language | None = None
     anonymous_answers: bool = True
+    # Whether what is said in this department's channel may appear in other channels (cross-posts,
+    # the digest) when that channel is private. Public channels may always be quoted.
+    share_from_private: bool = False
     themes: tuple[Ident, ...] = ()
     goals: tuple[Ident, ...] = ()
 

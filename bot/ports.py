@@ -55,6 +55,10 @@ class Adapter(Protocol):
         """Tell one person something only they see (an ephemeral message or a direct chat)."""
         ...
 
+    async def is_private(self, channel: ChannelRef) -> bool:
+        """Whether only invited members can read the channel."""
+        ...
+
 
 class Clock(Protocol):
     """Where the core gets the time; a virtual clock runs the cycle faster for demos and tests."""

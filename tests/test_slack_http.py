@@ -640,3 +640,29 @@ async def test_events_from_another_workspace_touch_no_department(
     assert await slack.contributions() == []
     await slack.event(reply_event("Van binnen.", thread), event_id="Ev0SAME")
     assert len(await slack.contributions()) == 1
+
+
+# --- private channels -------------------------------------------------------------------------
+
+
+async def test_private_channel_content_stays_unless_the_department_opts_in(slack: SlackEnv) -> None:
+    from bot.domain import ChannelRef
+    from bot.privacy import Visibility
+
+    slack.fake.private_channels.add(OK_CHANNEL)
+    config = slack_config()
+    ok, ict = config.department("ok"), config.department("ict")
+    visibility = Visibility(slack.boeket.adapters)
+    elsewhere = ChannelRef("slack", "C0PUBLIC")
+    assert not await visibility.may_show(ok, elsewhere)
+    assert not await visibility.may_show(ok, ChannelRef("local", "leren-over-grenzen"))
+    assert await visibility.may_show(ok, ChannelRef("slack", OK_CHANNEL))  # its own channel
+    assert await visibility.may_show(ict, elsewhere)  # a public channel may be quoted
+    opted_in = ok.model_copy(update={"share_from_private": True})
+    assert await visibility.may_show(opted_in, elsewhere)
+    asked = [c.args["channel"] for c in slack.fake.of("conversations.info")]
+    assert sorted(asked) == sorted({OK_CHANNEL, ICT_CHANNEL})  # remembered, asked once each
+    # When Slack cannot say, the channel counts as private.
+    slack.fake.fail("conversations.info", error="channel_not_found", times=5)
+    unknown = ict.model_copy(update={"channel": "C0GONE"})
+    assert not await visibility.may_show(unknown, elsewhere)

@@ -144,6 +144,9 @@ class LocalAdapter:
     async def notify(self, channel: ChannelRef, person: Person, message: Message) -> None:
         await self._add(channel.channel, None, message, for_person=person.id)
 
+    async def is_private(self, channel: ChannelRef) -> bool:
+        return False  # every local chat channel is open to everyone who opens the page
+
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
             web.get("/", self._index),

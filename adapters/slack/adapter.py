@@ -114,7 +114,7 @@ class SlackAdapter:
         self._next_post: dict[str, float] = {}
         self._pace_lock = asyncio.Lock()
         self._clients: dict[str, AsyncWebClient] = {}
-        self._reported: set[tuple[str, str]] = set()
+        self._privacy: dict[tuple[str, str], tuple[bool, float]] = {}
         self._socket_handler: Any = None
         self._installations: AsyncSQLAlchemyInstallationStore | None = None
         self.client = self._new_client(settings.bot_token or None)
@@ -293,6 +293,27 @@ class SlackAdapter:
             unfurl_links=False,
             unfurl_media=False,
         )
+
+    async def is_private(self, channel: ChannelRef) -> bool:
+        """conversations.info, remembered for ten minutes. Unknown counts as private."""
+        key = (channel.workspace, channel.channel)
+        known = self._privacy.get(key)
+        if known is not None and known[1] > time.monotonic():
+            return known[0]
+        try:
+            info = await self._call(
+                channel, lambda c: c.conversations_info(channel=channel.channel)
+            )
+            private = bool(info["channel"].get("is_private", True))
+        except (PermanentDeliveryError, SlackApiError) as exc:
+            log.warning(
+                "Slack: cannot tell whether %s is private (%s); treating it as private",
+                channel.channel,
+                exc,
+            )
+            return True
+        self._privacy[key] = (private, time.monotonic() + 600)
+        return private
 
     # --- people -------------------------------------------------------------------------------
 
