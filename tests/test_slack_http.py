@@ -666,3 +666,26 @@ async def test_private_channel_content_stays_unless_the_department_opts_in(slack
     slack.fake.fail("conversations.info", error="channel_not_found", times=5)
     unknown = ict.model_copy(update={"channel": "C0GONE"})
     assert not await visibility.may_show(unknown, elsewhere)
+
+
+async def test_reminder_and_followup_go_in_the_prompts_thread_harvest_in_the_channel(
+    slack: SlackEnv,
+) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    thread = prompt_ts(slack)
+    await slack.event(reply_event("Een goed begin.", thread), event_id="Ev0CYCLE")
+    for moment in (
+        datetime(2027, 3, 2, 3, 30, tzinfo=UTC),  # reminder, three hours before 07:30 CET
+        OK_HARVEST_AT,  # harvest at the meeting's start
+        datetime(2027, 3, 2, 9, 0, tzinfo=UTC),  # follow-up, two hours after it ends
+    ):
+        await slack.tick(moment)
+    posts = [c for c in slack.fake.of("chat.postMessage") if c.args["channel"] == OK_CHANNEL]
+    assert len(posts) == 4
+    prompt, reminder, harvest, followup = posts
+    assert "thread_ts" not in prompt.args and "thread_ts" not in harvest.args
+    assert reminder.args["thread_ts"] == thread and followup.args["thread_ts"] == thread
+    assert "Fatima" not in json.dumps(reminder.args, ensure_ascii=False)  # no names, no shaming
+    assert "Fatima el Amrani" in json.dumps(harvest.args["blocks"], ensure_ascii=False)
+    for post in posts:
+        assert block_problems(post.args["blocks"], surface="message") == []

@@ -180,10 +180,26 @@ class SlackAdapter:
         routes: list[web.AbstractRouteDef] = [web.post("/slack/events", self._dispatch)]
         if self._settings.mode == "multi":
             routes += [
-                web.get("/slack/install", self._dispatch),
-                web.get("/slack/oauth_redirect", self._dispatch),
+                web.get("/slack/install", self._install),
+                web.get("/slack/oauth_redirect", self._oauth_redirect),
             ]
         return routes
+
+    async def _install(self, request: web.Request) -> web.Response:
+        """The "Add to Slack" page; its state is kept in the database (slack_oauth_states)."""
+        flow = self.app.oauth_flow
+        if flow is None:  # pragma: no cover - the route exists only in several-workspace mode
+            raise web.HTTPNotFound()
+        return await to_aiohttp_response(
+            await flow.handle_installation(await to_bolt_request(request))
+        )
+
+    async def _oauth_redirect(self, request: web.Request) -> web.Response:
+        """Slack sends the installer back here; the installation is stored (slack_installations)."""
+        flow = self.app.oauth_flow
+        if flow is None:  # pragma: no cover
+            raise web.HTTPNotFound()
+        return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         bolt_request = await to_bolt_request(request)

@@ -130,6 +130,18 @@ class FakeSlack:
                 if known is None:
                     return {"user": {"id": user, "name": user, "profile": {}}}
                 return {"user": {"id": user, **known}}
+            case "oauth.v2.access":
+                return {
+                    "access_token": BOT_TOKEN,
+                    "token_type": "bot",
+                    "scope": "chat:write,commands",
+                    "bot_user_id": "UBOEKET",
+                    "app_id": "A0BOEKET",
+                    "team": {"name": "Test", "id": "T0TEST"},
+                    "enterprise": None,
+                    "authed_user": {"id": "U1"},
+                    "is_enterprise_install": False,
+                }
             case "conversations.open":
                 return {"channel": {"id": f"D{args.get('users', 'X')}"}}
             case "conversations.info":
