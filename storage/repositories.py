@@ -22,7 +22,13 @@ from bot.domain import (
     Step,
 )
 from storage.db import Database
-from storage.tables import AdapterStateRow, ContributionRow, OccurrenceRow, PersonSettingsRow
+from storage.tables import (
+    AdapterStateRow,
+    ContributionRow,
+    ContributionVectorRow,
+    OccurrenceRow,
+    PersonSettingsRow,
+)
 
 
 def _insert(db: Database, table: Any) -> postgresql.Insert | sqlite.Insert:
@@ -496,3 +502,88 @@ class PersonSettingsRepository:
         )
         async with self._db.sessions.begin() as session:
             await session.execute(stmt)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVector:
+    """A contribution's stored embedding with what the index filters on."""
+
+    contribution_id: int
+    department_id: str
+    kind: Kind
+    theme: str | None
+    created_at: datetime
+    vector: bytes
+
+
+class VectorRepository:
+    """Embeddings per contribution and embedder; they go when their contribution goes."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def put(
+        self,
+        organisation_id: str,
+        contribution_id: int,
+        embedder: str,
+        dims: int,
+        vector: bytes,
+        now: datetime,
+    ) -> None:
+        values = {
+            "organisation_id": organisation_id,
+            "embedder": embedder,
+            "dims": dims,
+            "vector": vector,
+            "updated_at": now,
+        }
+        stmt = (
+            _insert(self._db, ContributionVectorRow)
+            .values(contribution_id=contribution_id, **values)
+            .on_conflict_do_update(index_elements=["contribution_id"], set_=values)
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)
+
+    async def load(self, organisation_id: str, embedder: str) -> list[StoredVector]:
+        stmt = (
+            select(ContributionVectorRow, ContributionRow)
+            .join(ContributionRow, ContributionRow.id == ContributionVectorRow.contribution_id)
+            .where(
+                ContributionVectorRow.organisation_id == organisation_id,
+                ContributionVectorRow.embedder == embedder,
+                ContributionRow.organisation_id == organisation_id,
+            )
+            .order_by(ContributionRow.id)
+        )
+        async with self._db.sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        return [
+            StoredVector(c.id, c.department_id, Kind(c.kind), c.theme, c.created_at, v.vector)
+            for v, c in rows
+        ]
+
+    async def missing(self, organisation_id: str, embedder: str, limit: int = 500) -> list[int]:
+        """Contributions without a vector from `embedder` (new install, or another embedder)."""
+        has = select(ContributionVectorRow.contribution_id).where(
+            ContributionVectorRow.embedder == embedder
+        )
+        stmt = (
+            select(ContributionRow.id)
+            .where(
+                ContributionRow.organisation_id == organisation_id, ContributionRow.id.not_in(has)
+            )
+            .order_by(ContributionRow.id)
+            .limit(limit)
+        )
+        async with self._db.sessions() as session:
+            return list((await session.scalars(stmt)).all())
+
+    async def delete(self, contribution_id: int) -> None:
+        async with self._db.sessions.begin() as session:
+            await session.execute(
+                delete(ContributionVectorRow).where(
+                    ContributionVectorRow.contribution_id == contribution_id
+                )
+            )

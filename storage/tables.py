@@ -10,8 +10,10 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -115,6 +117,22 @@ class ContributionRow(Base):
     event_key: Mapped[str] = mapped_column(String(300))
     delete_token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ContributionVectorRow(Base):
+    """A contribution's embedding, stored so a restart does not recompute it."""
+
+    __tablename__ = "contribution_vectors"
+    __table_args__ = (Index("ix_contribution_vectors_org", "organisation_id", "embedder"),)
+
+    contribution_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("contributions.id", ondelete="CASCADE"), primary_key=True
+    )
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    embedder: Mapped[str] = mapped_column(String(100))
+    dims: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime]
 
 
