@@ -148,6 +148,12 @@ class Theme(_Model):
     id: Ident
     title: str = ""
     description: str = ""
+    # Words that mark a contribution as being about this theme, in any language.
+    keywords: tuple[Annotated[str, Field(min_length=2, max_length=60)], ...] = ()
+    # A community of practice: this channel receives every shareable lesson on the theme.
+    platform: Literal["local", "slack", "teams"] = "local"
+    channel: Annotated[str, Field(max_length=200)] = ""
+    workspace: Annotated[str, Field(max_length=100)] = ""
 
 
 class Meeting(_Model):
@@ -208,6 +214,8 @@ class Department(_Model):
     # Whether what is said in this department's channel may appear in other channels (cross-posts,
     # the digest) when that channel is private. Public channels may always be quoted.
     share_from_private: bool = False
+    # Which kinds of this department's contributions may travel; None: the organisation's default.
+    shareable: tuple[Kind, ...] | None = None
     themes: tuple[Ident, ...] = ()
     goals: tuple[Ident, ...] = ()
 
@@ -258,6 +266,28 @@ class Cycle(_Model):
         return self
 
 
+class QuietHours(_Model):
+    start: TimeOfDay = time(18, 0)
+    end: TimeOfDay = time(8, 0)
+
+    def contains(self, moment: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+
+class Crossposting(_Model):
+    """How lessons travel to other departments: restraint first."""
+
+    enabled: bool = True
+    # How relevant (0–1) a lesson must be to a department before Boeket suggests it there.
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.45
+    max_per_week: Annotated[int, Field(ge=0, le=20)] = 2
+    quiet_hours: QuietHours | None = QuietHours()
+    # Which kinds of contribution may travel, unless a department says otherwise.
+    shareable: tuple[Kind, ...] = (Kind.SUCCES, Kind.LES)
+
+
 class LocalPerson(_Model):
     id: Ident
     name: Text
@@ -280,6 +310,7 @@ class OrgConfig(_Model):
     departments: tuple[Department, ...] = Field(min_length=1)
     cross_department: CrossDepartment
     cycle: Cycle = Cycle()
+    crossposting: Crossposting = Crossposting()
     local: Local = Local()
 
     @field_validator("themes")
@@ -365,6 +396,9 @@ class OrgConfig(_Model):
 
     def theme(self, theme_id: str | None) -> Theme | None:
         return next((t for t in self.themes if t.id == theme_id), None)
+
+    def shareable(self, dept: Department) -> tuple[Kind, ...]:
+        return dept.shareable if dept.shareable is not None else self.crossposting.shareable
 
     def department_for_channel(self, platform: str, channel: str) -> Department | None:
         return next(

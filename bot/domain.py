@@ -82,6 +82,7 @@ class PersonSettings:
 
     language: str | None = None
     anonymous_default: bool = False
+    named_elsewhere: bool = False  # may other departments see their name beside their lessons
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +147,21 @@ class NewContribution:
     goal_id: str | None = None
     theme: str | None = None
     delete_token_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Crosspost:
+    """A contribution suggested in another department's (or a theme's) channel."""
+
+    id: int
+    organisation_id: str
+    contribution_id: int
+    source_department_id: str
+    target: str  # "department:<id>" or "theme:<id>"
+    score: float
+    status: OccurrenceStatus
+    due_at: datetime
+    platform: str | None = None
+    channel: str | None = None
+    message_id: str | None = None
+    thread_id: str | None = None

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain import (
     Contribution,
+    Crosspost,
     Kind,
     NewContribution,
     Occurrence,
@@ -26,6 +27,8 @@ from storage.tables import (
     AdapterStateRow,
     ContributionRow,
     ContributionVectorRow,
+    CrosspostFeedbackRow,
+    CrosspostRow,
     OccurrenceRow,
     PersonSettingsRow,
 )
@@ -476,7 +479,11 @@ class PersonSettingsRepository:
             row = await session.get(PersonSettingsRow, (organisation_id, platform, person_id))
         if row is None:
             return PersonSettings()
-        return PersonSettings(language=row.language, anonymous_default=row.anonymous_default)
+        return PersonSettings(
+            language=row.language,
+            anonymous_default=row.anonymous_default,
+            named_elsewhere=row.named_elsewhere,
+        )
 
     async def put(
         self,
@@ -489,6 +496,7 @@ class PersonSettingsRepository:
         values = {
             "language": settings.language,
             "anonymous_default": settings.anonymous_default,
+            "named_elsewhere": settings.named_elsewhere,
             "updated_at": now,
         }
         stmt = (
@@ -587,3 +595,205 @@ class VectorRepository:
                     ContributionVectorRow.contribution_id == contribution_id
                 )
             )
+
+
+def _crosspost(row: CrosspostRow) -> Crosspost:
+    return Crosspost(
+        id=row.id,
+        organisation_id=row.organisation_id,
+        contribution_id=row.contribution_id,
+        source_department_id=row.source_department_id,
+        target=row.target,
+        score=row.score,
+        status=OccurrenceStatus(row.status),
+        due_at=row.due_at,
+        platform=row.platform,
+        channel=row.channel,
+        message_id=row.message_id,
+        thread_id=row.thread_id,
+    )
+
+
+class CrosspostRepository:
+    """Suggestions of lessons to other channels: planned once per target, claimed before posting."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def plan(
+        self,
+        organisation_id: str,
+        contribution_id: int,
+        source_department_id: str,
+        target: str,
+        score: float,
+        due_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Plan a suggestion unless this contribution was ever planned for this target."""
+        stmt = (
+            _insert(self._db, CrosspostRow)
+            .values(
+                organisation_id=organisation_id,
+                contribution_id=contribution_id,
+                source_department_id=source_department_id,
+                target=target,
+                score=score,
+                status=OccurrenceStatus.PENDING.value,
+                due_at=due_at,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["contribution_id", "target"])
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def sent_since(self, organisation_id: str, target: str, since: datetime) -> int:
+        stmt = select(func.count()).where(
+            CrosspostRow.organisation_id == organisation_id,
+            CrosspostRow.target == target,
+            CrosspostRow.status == OccurrenceStatus.SENT.value,
+            CrosspostRow.sent_at >= since,
+        )
+        async with self._db.sessions() as session:
+            return int(await session.scalar(stmt) or 0)
+
+    async def due(self, organisation_id: str, now: datetime, lease: timedelta) -> list[Crosspost]:
+        stmt = (
+            select(CrosspostRow)
+            .where(
+                CrosspostRow.organisation_id == organisation_id,
+                CrosspostRow.due_at <= now,
+                or_(
+                    CrosspostRow.status == OccurrenceStatus.PENDING.value,
+                    and_(
+                        CrosspostRow.status == OccurrenceStatus.CLAIMED.value,
+                        CrosspostRow.claimed_at < now - lease,
+                    ),
+                ),
+            )
+            .order_by(CrosspostRow.score.desc(), CrosspostRow.id)
+        )
+        async with self._db.sessions() as session:
+            return [_crosspost(r) for r in (await session.scalars(stmt)).all()]
+
+    async def claim(self, crosspost_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
+        stmt = (
+            update(CrosspostRow)
+            .where(
+                CrosspostRow.id == crosspost_id,
+                or_(
+                    CrosspostRow.status == OccurrenceStatus.PENDING.value,
+                    and_(
+                        CrosspostRow.status == OccurrenceStatus.CLAIMED.value,
+                        CrosspostRow.claimed_at < now - lease,
+                    ),
+                ),
+            )
+            .values(status=OccurrenceStatus.CLAIMED.value, claimed_by=worker, claimed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def finish(
+        self,
+        crosspost_id: int,
+        worker: str,
+        status: OccurrenceStatus,
+        now: datetime,
+        *,
+        platform: str | None = None,
+        channel: str | None = None,
+        message_id: str | None = None,
+        thread_id: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"status": status.value, "note": note}
+        if status is OccurrenceStatus.SENT:
+            values.update(
+                sent_at=now,
+                platform=platform,
+                channel=channel,
+                message_id=message_id,
+                thread_id=thread_id,
+            )
+        stmt = (
+            update(CrosspostRow)
+            .where(CrosspostRow.id == crosspost_id, CrosspostRow.claimed_by == worker)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)
+
+    async def release(self, crosspost_id: int, worker: str, due_at: datetime, note: str) -> None:
+        stmt = (
+            update(CrosspostRow)
+            .where(CrosspostRow.id == crosspost_id, CrosspostRow.claimed_by == worker)
+            .values(
+                status=OccurrenceStatus.PENDING.value,
+                claimed_by=None,
+                due_at=due_at,
+                note=note[:500],
+            )
+            .execution_options(synchronize_session=False)
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)
+
+    async def get(self, organisation_id: str, crosspost_id: int) -> Crosspost | None:
+        async with self._db.sessions() as session:
+            row = await session.get(CrosspostRow, crosspost_id)
+        return _crosspost(row) if row and row.organisation_id == organisation_id else None
+
+    async def by_thread(
+        self, organisation_id: str, platform: str, channel: str, thread_id: str
+    ) -> Crosspost | None:
+        stmt = select(CrosspostRow).where(
+            CrosspostRow.organisation_id == organisation_id,
+            CrosspostRow.platform == platform,
+            CrosspostRow.channel == channel,
+            CrosspostRow.thread_id == thread_id,
+        )
+        async with self._db.sessions() as session:
+            row = await session.scalar(stmt)
+        return _crosspost(row) if row else None
+
+    async def all(self, organisation_id: str) -> list[Crosspost]:
+        stmt = (
+            select(CrosspostRow)
+            .where(CrosspostRow.organisation_id == organisation_id)
+            .order_by(CrosspostRow.id)
+        )
+        async with self._db.sessions() as session:
+            return [_crosspost(r) for r in (await session.scalars(stmt)).all()]
+
+    async def give_feedback(
+        self, crosspost_id: int, person_key: str, verdict: str, now: datetime
+    ) -> None:
+        """One verdict per person per suggestion; a later click replaces the earlier one."""
+        stmt = (
+            _insert(self._db, CrosspostFeedbackRow)
+            .values(
+                crosspost_id=crosspost_id, person_key=person_key, verdict=verdict, created_at=now
+            )
+            .on_conflict_do_update(
+                index_elements=["crosspost_id", "person_key"],
+                set_={"verdict": verdict, "created_at": now},
+            )
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)
+
+    async def verdicts(self, organisation_id: str, target: str) -> list[tuple[int, str]]:
+        """(contribution id, verdict) of every vote on suggestions made to `target`."""
+        stmt = (
+            select(CrosspostRow.contribution_id, CrosspostFeedbackRow.verdict)
+            .join(CrosspostFeedbackRow, CrosspostFeedbackRow.crosspost_id == CrosspostRow.id)
+            .where(CrosspostRow.organisation_id == organisation_id, CrosspostRow.target == target)
+        )
+        async with self._db.sessions() as session:
+            return [(int(c), str(v)) for c, v in (await session.execute(stmt)).all()]

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -53,6 +54,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: dict[Any, Any] = {  # noqa: RUF012 - SQLAlchemy's own class attribute
         datetime: UTCDateTime(),
+        float: Float(),
         date: Date(),
         dict[str, str]: JSON(),
     }
@@ -136,6 +138,52 @@ class ContributionVectorRow(Base):
     updated_at: Mapped[datetime]
 
 
+class CrosspostRow(Base):
+    """A lesson suggested to another department (or a theme channel), at most once per target."""
+
+    __tablename__ = "crossposts"
+    __table_args__ = (
+        UniqueConstraint("contribution_id", "target", name="uq_crosspost_target"),
+        Index("ix_crossposts_due", "organisation_id", "status", "due_at"),
+        Index("ix_crossposts_thread", "platform", "channel", "thread_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    contribution_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("contributions.id", ondelete="CASCADE")
+    )
+    source_department_id: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(80))  # "department:ok" or "theme:werkdruk"
+    score: Mapped[float]
+    status: Mapped[str] = mapped_column(String(16))  # pending, claimed, sent, skipped, failed
+    due_at: Mapped[datetime]
+    platform: Mapped[str | None] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(200))
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    thread_id: Mapped[str | None] = mapped_column(String(200))
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    note: Mapped[str | None] = mapped_column(String(500))
+
+
+class CrosspostFeedbackRow(Base):
+    """One verdict per person per suggestion: useful, not relevant, or let's talk."""
+
+    __tablename__ = "crosspost_feedback"
+    __table_args__ = (UniqueConstraint("crosspost_id", "person_key", name="uq_feedback_person"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    crosspost_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("crossposts.id", ondelete="CASCADE")
+    )
+    person_key: Mapped[str] = mapped_column(String(64))  # a hash: the vote, not who voted
+    verdict: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+
 class PersonSettingsRow(Base):
     """A person's own choices. Keyed by platform user id; holds no contribution."""
 
@@ -146,6 +194,7 @@ class PersonSettingsRow(Base):
     person_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     language: Mapped[str | None] = mapped_column(String(8))
     anonymous_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    named_elsewhere: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime]
 
 
