@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from adapters.local.adapter import LocalAdapter, LocalChannel, LocalSettings
+from bot.background import Background
 from bot.config import OrgConfig
 from bot.contributions import ContributionService
+from bot.crosspost import Crossposter, LessonTravel
 from bot.cycle import CycleEngine, Texts
 from bot.domain import Person
+from bot.embedders import Embedder, best_available
+from bot.matcher import Matcher
 from bot.messages import Ephemeral, Event, Message, Response, Section
 from bot.ports import Adapter, Clock
 from bot.scheduler import Ticker, tick_interval
@@ -20,9 +24,11 @@ from prompts.library import PromptLibrary
 from storage.db import Database
 from storage.repositories import (
     ContributionRepository,
+    CrosspostRepository,
     OccurrenceRepository,
     PersonSettingsRepository,
     StateStore,
+    VectorRepository,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,9 @@ class Boeket:
     cycle: CycleEngine
     contributions: ContributionService
     local: LocalAdapter
+    matcher: Matcher
+    crossposter: Crossposter
+    background: Background
     ticker: Ticker | None = None
     _started: bool = field(default=False, repr=False)
 
@@ -85,14 +94,21 @@ class Boeket:
             text = self.texts(dept, "errors.internal")
             return Ephemeral(Message(text=text, blocks=(Section(text),)))
 
+    async def tick(self) -> None:
+        """One beat of the timer: the learning cycle's due steps, then due suggestions."""
+        await self.cycle.tick()
+        await self.crossposter.tick()
+
     async def start(self, *, timer: bool = True) -> None:
         if self.settings.auto_migrate:
             await self.db.upgrade()
+        indexed = await self.matcher.load(self.config.organisation.id)
+        log.info("matcher: %d contributions indexed with %s", indexed, self.matcher.embedder.name)
         for adapter in self.adapters.values():
             await adapter.start(self.handle)
         if timer:
             self.ticker = Ticker(
-                self.cycle.tick, tick_interval(self.settings.tick_seconds, self.settings.speed)
+                self.tick, tick_interval(self.settings.tick_seconds, self.settings.speed)
             )
             self.ticker.start()
         self._started = True
@@ -100,6 +116,7 @@ class Boeket:
     async def stop(self) -> None:
         if self.ticker is not None:
             self.ticker.stop()
+        await self.background.drain()
         for adapter in self.adapters.values():
             await adapter.stop()
         await self.db.dispose()
@@ -114,6 +131,7 @@ def build(
     prompts: PromptLibrary | None = None,
     db: Database | None = None,
     extra_adapters: dict[str, Adapter] | None = None,
+    embedder: Embedder | None = None,
 ) -> Boeket:
     """Wire a Boeket from settings and a validated organisation config."""
     prompts = prompts or PromptLibrary.load()
@@ -132,6 +150,17 @@ def build(
             settings.slack, engine=db.engine, close_label=texts(None, "form.cancel")
         )
         adapters[slack.platform] = slack
+    if settings.teams is not None:
+        # Imported only when configured, like Slack: the Agents SDK is large.
+        from adapters.teams.adapter import TeamsAdapter
+
+        teams = TeamsAdapter(
+            settings.teams,
+            state=StateStore(db, "teams"),
+            clock=clock,
+            received_text=texts(None, "teams.received"),
+        )
+        adapters[teams.platform] = teams
     adapters.update(extra_adapters or {})
     cycle = CycleEngine(
         config=config,
@@ -142,6 +171,25 @@ def build(
         clock=clock,
         worker=settings.worker_id,
     )
+    matcher = Matcher(
+        embedder=embedder or best_available(),
+        vectors=VectorRepository(db),
+        contributions=contributions,
+        clock=clock,
+    )
+    settings_repo = PersonSettingsRepository(db)
+    crossposter = Crossposter(
+        config=config,
+        texts=texts,
+        matcher=matcher,
+        crossposts=CrosspostRepository(db),
+        contributions=contributions,
+        settings=settings_repo,
+        adapters=adapters,
+        clock=clock,
+        worker=settings.worker_id,
+    )
+    background = Background()
     service = ContributionService(
         config=config,
         texts=texts,
@@ -149,7 +197,13 @@ def build(
         occurrences=occurrences,
         cycle=cycle,
         clock=clock,
-        settings=PersonSettingsRepository(db),
+        settings=settings_repo,
+        followers=LessonTravel(
+            organisation_id=config.organisation.id,
+            matcher=matcher,
+            crossposter=crossposter,
+            background=background,
+        ),
     )
     return Boeket(
         settings=settings,
@@ -161,6 +215,9 @@ def build(
         cycle=cycle,
         contributions=service,
         local=local,
+        matcher=matcher,
+        crossposter=crossposter,
+        background=background,
     )
 
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from adapters.slack.settings import SlackSettingsError
+from adapters.teams.settings import TeamsSettingsError
 from bot.config import ConfigError, OrgConfig, load_config
 from bot.settings import EXAMPLE_CONFIG, Settings, SettingsError
 from prompts.library import PromptError, PromptLibrary
@@ -243,6 +244,30 @@ def cmd_slack_manifest(args: argparse.Namespace, settings: Settings, prompts: Pr
     return 0
 
 
+def cmd_teams_package(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    from adapters.teams.manifest import PackageError, build_manifest, package
+
+    lang = settings.language
+    app_id = args.app_id or (settings.teams.client_id if settings.teams else "")
+    if not app_id:
+        raise UserError(prompts.text(lang, "cli.teams_app_id_missing"))
+    try:
+        data = package(build_manifest(app_id, domain=args.domain))
+    except PackageError as exc:
+        raise UserError(
+            prompts.text(lang, f"cli.teams_{exc.field}_invalid", value=exc.value)
+        ) from None
+    out = Path(args.out)
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        raise UserError(
+            prompts.text(lang, "cli.teams_out_error", path=str(out), reason=exc.strerror or exc)
+        ) from None
+    print(prompts.text(lang, "cli.teams_packaged", path=str(out), app_id=app_id.lower()))
+    return 0
+
+
 # --- parser -------------------------------------------------------------------------------------
 
 
@@ -356,6 +381,30 @@ def parser() -> argparse.ArgumentParser:
         "--name", default="Boeket", help="app and bot name in Slack (default Boeket)"
     )
     manifest.set_defaults(func=cmd_slack_manifest)
+
+    teams = sub.add_parser("teams", help="Microsoft Teams app tasks")
+    teams_sub = teams.add_subparsers(dest="teams_command", required=True, metavar="TASK")
+    teams_package = teams_sub.add_parser(
+        "package",
+        help="build the Teams app package (manifest.json and icons in a zip) to upload in Teams",
+        description="Build Boeket's Teams app package. Upload it in Teams: Apps, Manage your "
+        "apps, Upload an app (or in the Teams admin center, for the whole organisation).",
+    )
+    teams_package.add_argument(
+        "--out",
+        default="boeket-teams.zip",
+        help="where to write the zip (default boeket-teams.zip)",
+    )
+    teams_package.add_argument(
+        "--app-id",
+        help="the bot's application (client) id, a GUID (default TEAMS_CLIENT_ID)",
+    )
+    teams_package.add_argument(
+        "--domain",
+        default="boeket.example.nl",
+        help="the host name where Boeket runs, e.g. boeket.example.nl (the developer's website)",
+    )
+    teams_package.set_defaults(func=cmd_teams_package)
     return top
 
 
@@ -379,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = _settings(args)
-    except (SettingsError, SlackSettingsError) as exc:
+    except (SettingsError, SlackSettingsError, TeamsSettingsError) as exc:
         print(f"boeket: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_level)

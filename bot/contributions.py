@@ -12,6 +12,7 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from typing import Protocol
 
 from bot.config import Department, OrgConfig
 from bot.cycle import ANSWER_ACTION, CycleEngine, Texts
@@ -70,11 +71,26 @@ EDIT_ACTION = "boeket.edit"
 DELETE_ACTION = "boeket.delete"
 LANGUAGE_ACTION = "boeket.settings.language"
 ANONYMOUS_ACTION = "boeket.settings.anonymous"
+NAMED_ACTION = "boeket.settings.named"
 COMMANDS = frozenset({"deel", "share"})
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.strip().upper().encode()).hexdigest()
+
+
+class Followers(Protocol):
+    """What happens after a contribution changes: matching, crossposting. Must return quickly."""
+
+    def stored(self, contribution: Contribution) -> None: ...
+
+    def edited(self, contribution: Contribution) -> None: ...
+
+    def deleted(self, contribution_id: int) -> None: ...
+
+    async def translation(self, event: MessageEvent) -> Contribution | None: ...
+
+    async def on_button(self, event: ButtonEvent) -> Response: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +112,9 @@ class ContributionService:
         cycle: CycleEngine,
         clock: Clock,
         settings: PersonSettingsRepository,
+        followers: Followers | None = None,
     ) -> None:
+        self._followers = followers
         self._settings = settings
         self._config = config
         self._t = texts
@@ -245,6 +263,19 @@ class ContributionService:
                 )
             )
         )
+        named = chosen.named_elsewhere
+        blocks.append(Section(t("home.named_on" if named else "home.named_off")))
+        blocks.append(
+            Actions(
+                (
+                    Button(
+                        NAMED_ACTION,
+                        t("home.named_turn_off" if named else "home.named_turn_on"),
+                        value="off" if named else "on",
+                    ),
+                )
+            )
+        )
         blocks.append(Context(t("mine.anonymous_note")))
         return Message(text=t("home.title"), blocks=tuple(blocks))
 
@@ -255,6 +286,8 @@ class ContributionService:
             chosen = replace(chosen, language=event.value)
         elif event.action_id == ANONYMOUS_ACTION and event.value in {"on", "off"}:
             chosen = replace(chosen, anonymous_default=event.value == "on")
+        elif event.action_id == NAMED_ACTION and event.value in {"on", "off"}:
+            chosen = replace(chosen, named_elsewhere=event.value == "on")
         else:
             return None
         await self._settings.put(self.org, platform, event.person.id, chosen, self._clock.now())
@@ -274,13 +307,18 @@ class ContributionService:
             self.org, event.channel.platform, event.channel.channel, event.thread_id
         )
         if prompt is None or prompt.kind is None:
+            if self._followers is not None and 3 <= len(event.text.strip()) <= MAX_TEXT:
+                translated = await self._followers.translation(event)
+                if translated is not None:
+                    self._followers.stored(translated)
+                    return Ephemeral(self._plain(dept, "crosspost.translation_thanks"))
             return None
         text = event.text.strip()
         if len(text) < MIN_TEXT:
             return None
         if len(text) > MAX_TEXT:
             return Ephemeral(self._plain(dept, "answer.too_long", max=MAX_TEXT, length=len(text)))
-        _, created = await self._contributions.add(
+        stored, created = await self._contributions.add(
             NewContribution(
                 organisation_id=self.org,
                 department_id=dept.id,
@@ -298,6 +336,7 @@ class ContributionService:
         )
         if not created:
             return None
+        self._follow(stored)
         followup = self._followup_question(dept, prompt.kind, prompt.round_date)
         return Ephemeral(self._plain(dept, "answer.thanks_reply", followup=followup))
 
@@ -322,7 +361,10 @@ class ContributionService:
             if len(words) < 2:
                 return Ephemeral(self._plain(dept, "delete.code_missing"))
             deleted = await self._contributions.delete_by_token(self.org, token_hash(words[1]))
-            return Ephemeral(self._plain(dept, "delete.done" if deleted else "delete.code_unknown"))
+            if deleted is not None and self._followers is not None:
+                self._followers.deleted(deleted)
+            key = "delete.done" if deleted is not None else "delete.code_unknown"
+            return Ephemeral(self._plain(dept, key))
         if dept is None:
             return Ephemeral(self._plain(None, "share.not_a_department"))
         return ShowForm(self._share_form(dept, chosen, prefill=" ".join(words)))
@@ -387,8 +429,10 @@ class ContributionService:
     # --- buttons ------------------------------------------------------------------------------
 
     async def _button(self, event: ButtonEvent) -> Response:
-        if event.action_id in {LANGUAGE_ACTION, ANONYMOUS_ACTION}:
+        if event.action_id in {LANGUAGE_ACTION, ANONYMOUS_ACTION, NAMED_ACTION}:
             return await self._change_settings(event)
+        if event.action_id.startswith("boeket.crosspost.") and self._followers is not None:
+            return await self._followers.on_button(event)
         dept, chosen = await self._voice(
             self._dept(event.channel, event.workspace),
             event.channel.platform,
@@ -410,9 +454,13 @@ class ContributionService:
             if own is None:
                 return Ephemeral(self._plain(dept, "mine.not_yours"))
             if event.action_id == DELETE_ACTION:
-                await self._contributions.delete_own(
-                    self.org, own.id, event.channel.platform, event.person.id
-                )
+                if (
+                    await self._contributions.delete_own(
+                        self.org, own.id, event.channel.platform, event.person.id
+                    )
+                    and self._followers is not None
+                ):
+                    self._followers.deleted(own.id)
                 log.info("contribution %s deleted by its author", own.id)
                 if event.home:
                     return ShowHome(await self._home(event.channel.platform, event.person))
@@ -578,7 +626,13 @@ class ContributionService:
         if token:
             new = _with_token(new, token_hash(token))
         stored, created = await self._contributions.add(new)
+        if created:
+            self._follow(stored)
         return stored, created, token if created else None
+
+    def _follow(self, stored: Contribution) -> None:
+        if self._followers is not None:
+            self._followers.stored(stored)
 
     async def _submit_answer(self, dept: Department, event: FormEvent) -> Response:
         text = self._clean(dept, event.values, "text", required=True, limit=MAX_TEXT)
@@ -667,7 +721,7 @@ class ContributionService:
         fields = dict(own.fields)
         if own.source is Source.SHARE:
             fields["what"] = text.value
-        await self._contributions.update_own(
+        edited = await self._contributions.update_own(
             self.org,
             own.id,
             event.channel.platform,
@@ -676,6 +730,8 @@ class ContributionService:
             fields if own.source is Source.SHARE else None,
             self._clock.now(),
         )
+        if edited is not None and self._followers is not None:
+            self._followers.edited(edited)
         return FormDone(self._plain(dept, "edit.done"))
 
     def _confirmation(

@@ -36,6 +36,7 @@ class Source(enum.StrEnum):
     REPLY = "reply"  # a plain reply in the prompt's thread
     FORM = "form"  # the answer form behind the prompt's button
     SHARE = "share"  # /deel
+    TRANSLATION = "translation"  # a department's answer to a lesson suggested from elsewhere
 
 
 class OccurrenceStatus(enum.StrEnum):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.slack.settings import SlackSettings
+from adapters.teams.settings import TeamsSettings
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent / "examples" / "ziekenhuis.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///boeket.sqlite3"
@@ -37,6 +38,7 @@ class Settings:
     worker_id: str = ""
     auto_migrate: bool = True
     slack: SlackSettings | None = None
+    teams: TeamsSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +57,7 @@ class Settings:
             worker_id=env.get("BOEKET_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             auto_migrate=env.get("BOEKET_AUTO_MIGRATE", "true").lower() not in {"0", "false", "no"},
             slack=SlackSettings.from_env(env),
+            teams=TeamsSettings.from_env(env),
         )
 
 

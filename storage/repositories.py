@@ -426,15 +426,20 @@ class ContributionRepository:
             result = await session.execute(stmt)
         return bool(result.rowcount == 1)
 
-    async def delete_by_token(self, organisation_id: str, token_hash: str) -> bool:
-        """Delete an anonymous contribution by the hash of the code its author was given."""
-        stmt = delete(ContributionRow).where(
-            ContributionRow.organisation_id == organisation_id,
-            ContributionRow.delete_token_hash == token_hash,
-        )
+    async def delete_by_token(self, organisation_id: str, token_hash: str) -> int | None:
+        """Delete an anonymous contribution by the hash of the code its author was given;
+        return its id, or None when no contribution has that code."""
         async with self._db.sessions.begin() as session:
-            result = await session.execute(stmt)
-        return bool(result.rowcount == 1)
+            row = await session.scalar(
+                select(ContributionRow).where(
+                    ContributionRow.organisation_id == organisation_id,
+                    ContributionRow.delete_token_hash == token_hash,
+                )
+            )
+            if row is None:
+                return None
+            await session.delete(row)
+        return int(row.id)
 
 
 class StateStore:
@@ -797,3 +802,11 @@ class CrosspostRepository:
         )
         async with self._db.sessions() as session:
             return [(int(c), str(v)) for c, v in (await session.execute(stmt)).all()]
+
+    async def contributions_for(self, organisation_id: str, target: str) -> list[int]:
+        """Contributions ever suggested (or planned) to `target`."""
+        stmt = select(CrosspostRow.contribution_id).where(
+            CrosspostRow.organisation_id == organisation_id, CrosspostRow.target == target
+        )
+        async with self._db.sessions() as session:
+            return [int(c) for c in (await session.scalars(stmt)).all()]

@@ -1,0 +1,1 @@
+"""Microsoft Teams: the Microsoft 365 Agents SDK behind Boeket's adapter protocol."""

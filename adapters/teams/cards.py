@@ -1,0 +1,677 @@
+"""Pure functions between Teams activities and Boeket's neutral messages, forms and events.
+
+No I/O, no state and no SDK types: activities come in as the JSON Teams sends, cards go out as the
+JSON of an Adaptive Card 1.5 (the version Teams renders). The adapter hands these the payloads.
+
+Text rules:
+
+* Adaptive Card `TextBlock`s render a markdown subset (bold, italic, lists, `[label](url)` links).
+  A person's words go through `escape_markdown`, so they are shown as typed and never become a
+  hidden link or formatting. Our own emphasis (titles) uses the `weight` property, not markdown.
+* Incoming message text carries mentions as `<at>Name</at>` and HTML entities (`&nbsp;` after a
+  mention); `clean_incoming` removes Boeket's own mention, keeps others as `@Name`, and decodes.
+
+Threads in a Teams channel: a channel's conversation id is `19:…@thread.tacv2`. Every message in
+a thread — the root post and each reply — arrives with the conversation id
+`19:…@thread.tacv2;messageid=<root id>`, where `<root id>` is the activity id of the thread's
+first post. A root post therefore has `activity.id == <root id>`; a reply has its own id. Boeket's
+`thread_id` for a reply is that root id, which is the `message_id` the adapter recorded when it
+posted the prompt, so the core finds the prompt the reply belongs to.
+
+Buttons are `Action.Submit` with `data.msteams.type = "task/fetch"`: a click arrives as a
+`task/fetch` invoke, whose answer (a dialog, or a card in a dialog) only the person who clicked
+sees — Teams has no ephemeral messages, and this is the one private answer a click can get.
+The button's own data is `{"verb": action_id, "value": value}`, the shape the SDK's
+`adaptive_card.action_submit(verb)` routes on when the same card is submitted as a message.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from bot.domain import ChannelRef, Person
+from bot.messages import (
+    Actions,
+    Block,
+    Bullets,
+    ButtonEvent,
+    CommandEvent,
+    Context,
+    Divider,
+    Field,
+    Form,
+    FormEvent,
+    Header,
+    Message,
+    MessageEvent,
+    Option,
+    Section,
+)
+
+PLATFORM = "teams"
+CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+CARD_VERSION = "1.5"
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+ELLIPSIS = "…"
+FORM_VERB = "boeket.form"
+FORM_KEY = "boeket_form"  # the hidden routing data of a form's submit action
+COMMANDS = frozenset({"deel", "share", "help", "hulp"})
+SHARE_COMMAND_ID = "deel"  # the message extension's action command (manifest.py)
+
+MAX_TEXT = 4000  # characters of one TextBlock: a person's text is shortened, never refused
+MAX_TITLE = 200
+MAX_BUTTON = 60
+CARD_BUDGET = 24_000
+"""Characters of compact card JSON. Teams refuses messages over about 28 KB; trailing blocks give
+way to "…" to stay under it, buttons last."""
+
+_RESERVED = frozenset({FORM_KEY, "verb", "value", "msteams"})
+
+# --- text --------------------------------------------------------------------------------------
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!~|<>])")
+_LIST_START = re.compile(r"^(\s*)([-+]|\d+[.)])(\s)", re.MULTILINE)
+
+
+def escape_markdown(text: str) -> str:
+    """Backslash-escape what Teams' card markdown would read as formatting, links or lists.
+
+    `[klik hier](https://…)` stays visible as typed; `**` stays two stars; a line starting with
+    "- " or "1. " stays a line, not a list item.
+    """
+    escaped = _MARKDOWN.sub(r"\\\1", text)
+
+    def unlist(match: re.Match[str]) -> str:
+        marker = match.group(2)
+        marker = f"\\{marker}" if marker in "-+" else f"{marker[:-1]}\\{marker[-1]}"
+        return f"{match.group(1)}{marker}{match.group(3)}"
+
+    return _LIST_START.sub(unlist, escaped)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + ELLIPSIS
+
+
+def _person_text(text: str, limit: int = MAX_TEXT) -> str:
+    """A person's (or a prompt's) plain text, shortened and escaped for a TextBlock."""
+    return escape_markdown(_cut(text, limit))
+
+
+_AT = re.compile(r"<at(?:\s[^>]*)?>(.*?)</at>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def clean_incoming(text: str, bot_names: Iterable[str] = ()) -> str:
+    """Plain text from a Teams message: the bot's mention removed, other mentions as `@Name`."""
+    bots = {n.strip().lower() for n in bot_names if n.strip()}
+
+    def mention(match: re.Match[str]) -> str:
+        name = html.unescape(match.group(1)).strip()
+        return "" if name.lower() in bots else f"@{name}"
+
+    plain = _TAG.sub("", _AT.sub(mention, text))
+    plain = html.unescape(plain).replace("\xa0", " ")
+    return re.sub(r"[ \t]{2,}", " ", plain).strip()
+
+
+# --- messages → cards --------------------------------------------------------------------------
+
+
+def _text_block(text: str, **props: Any) -> dict[str, Any]:
+    return {"type": "TextBlock", "text": text, "wrap": True, **props}
+
+
+def _button_data(action_id: str, value: str) -> dict[str, Any]:
+    return {"verb": action_id, "value": value, "msteams": {"type": "task/fetch"}}
+
+
+def _elements(block: Block) -> list[dict[str, Any]]:
+    match block:
+        case Header(text=text):
+            text = " ".join(text.split())
+            if not text:
+                return []
+            return [
+                _text_block(
+                    _person_text(text, MAX_TITLE), size="Large", weight="Bolder", style="heading"
+                )
+            ]
+        case Section(text=text, title=title, quote=quote):
+            items: list[dict[str, Any]] = []
+            if title.strip():
+                items.append(_text_block(_person_text(title.strip(), MAX_TITLE), weight="Bolder"))
+            if text.strip():
+                body = _text_block(_person_text(text))
+                if quote:
+                    items.append({"type": "Container", "style": "emphasis", "items": [body]})
+                else:
+                    items.append(body)
+            return items
+        case Bullets(items=bullets, title=title):
+            out: list[dict[str, Any]] = []
+            if title.strip():
+                out.append(_text_block(_person_text(title.strip(), MAX_TITLE), weight="Bolder"))
+            out += [
+                _text_block("• " + _person_text(item), spacing="Small")
+                for item in bullets
+                if item.strip()
+            ]
+            return out
+        case Context(text=text):
+            if not text.strip():
+                return []
+            return [_text_block(_person_text(text), size="Small", isSubtle=True)]
+        case Divider():
+            return [{"type": "Container", "separator": True, "spacing": "Medium", "items": []}]
+        case Actions(buttons=buttons):
+            actions = []
+            for b in buttons:
+                action: dict[str, Any] = {
+                    "type": "Action.Submit",
+                    "title": _cut(b.label, MAX_BUTTON) or ELLIPSIS,
+                    "data": _button_data(b.action_id, b.value),
+                }
+                if b.style == "primary":
+                    action["style"] = "positive"
+                elif b.style == "danger":
+                    action["style"] = "destructive"
+                actions.append(action)
+            return [{"type": "ActionSet", "actions": actions}] if actions else []
+    raise TypeError(f"unknown block {block!r}")  # pragma: no cover
+
+
+def _card(
+    body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    card: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": CARD_SCHEMA,
+        "version": CARD_VERSION,
+        "body": body,
+    }
+    if actions:
+        card["actions"] = actions
+    return card
+
+
+def _size(card: dict[str, Any]) -> int:
+    return len(json.dumps(card, ensure_ascii=False, separators=(",", ":")))
+
+
+def message_card(message: Message) -> dict[str, Any]:
+    """An Adaptive Card for a neutral message. Empty containers (a Divider) keep their place.
+
+    When the card is over `CARD_BUDGET`, trailing text gives way to a "…" line; buttons stay.
+    """
+    body = [element for block in message.blocks for element in _elements(block)]
+    if not body:
+        body = [_text_block(_person_text(message.text or ELLIPSIS))]
+    card = _card(body)
+    marker = _text_block(ELLIPSIS, isSubtle=True)
+    trimmed = False
+    while _size(card) > CARD_BUDGET:
+        texts = [i for i, e in enumerate(body) if e["type"] != "ActionSet" and e is not marker]
+        if not texts:
+            break
+        del body[texts[-1]]
+        if not trimmed:
+            body.insert(texts[-1], marker)
+            trimmed = True
+    return card
+
+
+def card_attachment(card: dict[str, Any]) -> dict[str, Any]:
+    return {"contentType": CARD_CONTENT_TYPE, "content": card}
+
+
+def message_activity(message: Message) -> dict[str, Any]:
+    """The outgoing activity JSON for a neutral message: one card; the plain text as summary.
+
+    No `text`: Teams would show it above the card as well. `summary` is what notifications show.
+    """
+    return {
+        "type": "message",
+        "summary": _cut(" ".join(message.text.split()), 200),
+        "attachments": [card_attachment(message_card(message))],
+    }
+
+
+# --- forms → dialog cards ----------------------------------------------------------------------
+
+
+def form_card(
+    form: Form,
+    *,
+    submission: str,
+    channel: str,
+    values: Mapping[str, str] | None = None,
+    errors: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """An Adaptive Card for a dialog (task module) or, where no dialog can open, a message.
+
+    `submission` is a random id for this form: it travels in the submit action's data and comes
+    back with every submit of the same dialog (a double click, a resubmit after errors), so the
+    core stores one contribution for it. `values` refill what the person typed; `errors` appear
+    under their fields in the "attention" colour — Teams shows an input's own `errorMessage`
+    only for its client-side checks (required, length).
+    """
+    values = values or {}
+    errors = errors or {}
+    names = [f.name for f in form.fields]
+    if len(set(names)) != len(names) or _RESERVED & set(names):
+        raise ValueError(f"field names must be unique and not one of {sorted(_RESERVED)}: {names}")
+    body: list[dict[str, Any]] = []
+    if form.intro.strip():
+        body.append(_text_block(_person_text(form.intro)))
+    for field in form.fields:
+        element = _input(field, values.get(field.name, field.initial))
+        if element is None:
+            continue
+        body.append(element)
+        if field.hint.strip() and field.kind != "checkbox":
+            body.append(_text_block(_person_text(field.hint), size="Small", isSubtle=True))
+        if field.name in errors:
+            body.append(
+                _text_block(_person_text(errors[field.name]), color="Attention", spacing="None")
+            )
+    routing = {
+        "form": form.form_id,
+        "meta": dict(form.meta),
+        "sid": submission,
+        "c": channel,
+        "spec": form_spec(form),
+    }
+    data = {"verb": FORM_VERB, FORM_KEY: routing}
+    submit = {
+        "type": "Action.Submit",
+        "title": _cut(form.submit_label, MAX_BUTTON),
+        "style": "positive",
+        "data": data,
+    }
+    return _card(body, [submit])
+
+
+def form_spec(form: Form) -> dict[str, Any]:
+    """The form itself, compact, to travel in the submit data.
+
+    A dialog is stateless on Boeket's side: to show it again with errors, on whichever replica
+    the submit lands, the adapter rebuilds it from this. It holds no secrets (like `meta`); a
+    person who edits it changes only their own dialog — the core checks every value.
+    """
+    return {
+        "t": form.title,
+        "s": form.submit_label,
+        "i": form.intro,
+        "f": [
+            {
+                "n": f.name,
+                "l": f.label,
+                "k": f.kind,
+                "r": f.required,
+                "m": f.max_length,
+                "h": f.hint,
+                "o": [[o.value, o.label] for o in f.options],
+            }
+            for f in form.fields
+        ],
+    }
+
+
+def form_from_spec(form_id: str, meta: Mapping[str, str], spec: Any) -> Form | None:
+    """The form `form_spec` described, or None when the spec is damaged."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("f"), list):
+        return None
+    try:
+        fields = tuple(
+            Field(
+                name=str(f["n"]),
+                label=str(f["l"]),
+                kind=f["k"] if f["k"] in ("text", "textarea", "select", "checkbox") else "text",
+                required=bool(f["r"]),
+                max_length=int(f["m"]),
+                hint=str(f["h"]),
+                options=tuple(Option(str(v), str(label)) for v, label in f["o"]),
+            )
+            for f in spec["f"]
+        )
+        return Form(
+            form_id=form_id,
+            title=str(spec["t"]),
+            submit_label=str(spec["s"]),
+            fields=fields,
+            meta=dict(meta),
+            intro=str(spec["i"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _input(field: Field, value: str) -> dict[str, Any] | None:
+    label = _cut(field.label.strip() or field.name, MAX_TITLE)
+    common: dict[str, Any] = {"id": field.name, "label": label}
+    match field.kind:
+        case "text" | "textarea":
+            limit = max(1, field.max_length)
+            element = {
+                "type": "Input.Text",
+                **common,
+                "isMultiline": field.kind == "textarea",
+                "maxLength": limit,
+            }
+            if field.required:
+                element |= {"isRequired": True, "errorMessage": label}
+            if value:
+                element["value"] = value[:limit]
+            return element
+        case "select":
+            if not field.options:
+                return None
+            choices = [
+                {"title": _cut(o.label or o.value, MAX_TITLE), "value": o.value}
+                for o in field.options
+            ]
+            element = {"type": "Input.ChoiceSet", **common, "style": "compact", "choices": choices}
+            if value and any(o.value == value for o in field.options):
+                element["value"] = value
+            if field.required:
+                element |= {"isRequired": True, "errorMessage": label}
+            return element
+        case "checkbox":
+            return {
+                "type": "Input.Toggle",
+                "id": field.name,
+                "title": label,
+                "valueOn": "true",
+                "valueOff": "false",
+                "value": "true" if value == "true" else "false",
+            }
+    raise TypeError(f"unknown field kind {field.kind!r}")  # pragma: no cover
+
+
+def dialog_response(title: str, card: dict[str, Any]) -> dict[str, Any]:
+    """The invoke body that opens (or keeps open) a dialog showing `card`."""
+    return {
+        "task": {
+            "type": "continue",
+            "value": {
+                "title": _cut(title, 64),
+                "width": "medium",
+                "height": "medium",
+                "card": card_attachment(card),
+            },
+        }
+    }
+
+
+def dialog_message(text: str) -> dict[str, Any]:
+    """The invoke body that shows a short plain message in place of a dialog."""
+    return {"task": {"type": "message", "value": _cut(text, 500)}}
+
+
+# --- activities → events -----------------------------------------------------------------------
+
+
+def _dig(data: Any, *path: str) -> str:
+    for key in path:
+        if not isinstance(data, dict):
+            return ""
+        data = data.get(key)
+    return data if isinstance(data, str) else ""
+
+
+_MESSAGE_ID = re.compile(r";messageid=([^;]+)")
+
+
+def conversation_root(conversation_id: str) -> tuple[str, str | None]:
+    """(`19:…@thread.tacv2`, root message id or None) from a conversation id."""
+    match = _MESSAGE_ID.search(conversation_id)
+    base = conversation_id.split(";", 1)[0]
+    return base, (match.group(1) if match else None)
+
+
+def tenant_of(activity: Mapping[str, Any]) -> str:
+    return _dig(activity, "conversation", "tenantId") or _dig(
+        activity, "channelData", "tenant", "id"
+    )
+
+
+def channel_of(activity: Mapping[str, Any]) -> str:
+    """The channel (or chat) the activity is in: a team channel's id without `;messageid=`."""
+    channel = _dig(activity, "channelData", "channel", "id")
+    if channel:
+        return channel
+    base, _ = conversation_root(_dig(activity, "conversation", "id"))
+    return base
+
+
+def conversation_type(activity: Mapping[str, Any]) -> str:
+    """ "channel", "groupChat" or "personal" (Teams leaves it out of some invokes)."""
+    kind = _dig(activity, "conversation", "conversationType")
+    if kind:
+        return kind
+    return "channel" if _dig(activity, "channelData", "channel", "id") else "personal"
+
+
+def person_of(activity: Mapping[str, Any]) -> Person:
+    """The sender: Teams' user id for this bot (`29:…`), and the display name Teams sends."""
+    user = _dig(activity, "from", "id")
+    return Person(user, _dig(activity, "from", "name") or user)
+
+
+def _channel_ref(activity: Mapping[str, Any]) -> ChannelRef:
+    return ChannelRef(PLATFORM, channel_of(activity), tenant_of(activity))
+
+
+def _bot_names(activity: Mapping[str, Any]) -> list[str]:
+    names = [_dig(activity, "recipient", "name")]
+    bot_id = _dig(activity, "recipient", "id")
+    for entity in activity.get("entities") or []:
+        mention = isinstance(entity, dict) and entity.get("type") == "mention"
+        if mention and _dig(entity, "mentioned", "id") == bot_id:
+            names.append(_dig(entity, "mentioned", "name"))
+            names.append(re.sub(r"</?at>", "", _dig(entity, "text")))
+    return names
+
+
+def message_event(activity: Mapping[str, Any]) -> MessageEvent | CommandEvent | None:
+    """A person's message: a command from the menu (`deel`, `help`), or text, maybe in a thread.
+
+    In a thread a reply whose first word happens to be "deel" is an answer, not a command: only a
+    thread reply of just the command word is one. None for Boeket's own messages, card submits
+    (they carry `value`) and messages with no text left.
+    """
+    if activity.get("type") != "message" or activity.get("value") is not None:
+        return None
+    person = person_of(activity)
+    if not person.id or person.id == _dig(activity, "recipient", "id"):
+        return None
+    text = clean_incoming(_dig(activity, "text"), _bot_names(activity))
+    if not text:
+        return None
+    channel = _channel_ref(activity)
+    activity_id = _dig(activity, "id")
+    _, root = conversation_root(_dig(activity, "conversation", "id"))
+    thread = root if root and root != activity_id else None
+    words = text.split()
+    first = words[0].lower().strip("/") if words else ""
+    if first in COMMANDS and (thread is None or len(words) == 1):
+        return CommandEvent(
+            event_id=f"{channel.channel}:{activity_id}",
+            channel=channel,
+            person=person,
+            command=first,
+            text=" ".join(words[1:]),
+            workspace=channel.workspace,
+        )
+    return MessageEvent(
+        event_id=f"{channel.channel}:{activity_id}",
+        channel=channel,
+        person=person,
+        text=text,
+        thread_id=thread,
+        workspace=channel.workspace,
+    )
+
+
+def submit_values(data: Mapping[str, Any]) -> dict[str, str]:
+    """Field name → text from a card submit's data, our own routing keys left out."""
+    values: dict[str, str] = {}
+    for key, value in data.items():
+        if key in _RESERVED:
+            continue
+        if isinstance(value, bool):
+            values[key] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            values[key] = str(value)
+    return values
+
+
+def form_routing(data: Mapping[str, Any]) -> tuple[str, dict[str, str], str, str] | None:
+    """(form id, meta, submission id, channel) from a form's submit data; None if not a form."""
+    routing = data.get(FORM_KEY)
+    if not isinstance(routing, dict):
+        return None
+    form_id, sid, channel = routing.get("form"), routing.get("sid"), routing.get("c", "")
+    meta = routing.get("meta")
+    if not isinstance(form_id, str) or not isinstance(sid, str) or not form_id or not sid:
+        return None
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
+        return None
+    return form_id, dict(meta), sid, channel if isinstance(channel, str) else ""
+
+
+def submit_data(activity: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The data of a card submit: a message's `value`, or an invoke's `value.data`."""
+    value = activity.get("value")
+    if not isinstance(value, dict):
+        return None
+    if activity.get("type") == "invoke":
+        data = value.get("data")
+        return data if isinstance(data, dict) else None
+    return value
+
+
+def interaction_event(activity: Mapping[str, Any]) -> ButtonEvent | FormEvent | None:
+    """A click or a form submit, from a message with `value`, `task/fetch` or `task/submit`.
+
+    A form's `submission_id` is the person's id with the form's random id: the same for a double
+    click and for a resubmit after errors, and never shared between two people.
+    """
+    data = submit_data(activity)
+    person = person_of(activity)
+    if data is None or not person.id:
+        return None
+    channel = _channel_ref(activity)
+    routing = form_routing(data)
+    if routing is not None:
+        form_id, meta, sid, form_channel = routing
+        if form_channel and channel.channel != form_channel:
+            channel = ChannelRef(PLATFORM, form_channel, channel.workspace)
+        return FormEvent(
+            submission_id=f"{person.id}:{sid}",
+            form_id=form_id,
+            channel=channel,
+            person=person,
+            values=submit_values(data),
+            meta=meta,
+            workspace=channel.workspace,
+        )
+    verb = data.get("verb")
+    if not isinstance(verb, str) or not verb:
+        return None
+    value = data.get("value")
+    return ButtonEvent(
+        event_id=_dig(activity, "id"),
+        channel=channel,
+        person=person,
+        action_id=verb,
+        value=value if isinstance(value, str) else "",
+        message_id=_dig(activity, "replyToId"),
+        workspace=channel.workspace,
+        home=conversation_type(activity) == "personal",
+    )
+
+
+def extension_command(activity: Mapping[str, Any]) -> CommandEvent | None:
+    """The message extension's "Deel een succes" (`composeExtension/fetchTask`) as `/deel`.
+
+    Opened from a message's "…" menu, that message's text prefills the share form.
+    """
+    value = activity.get("value")
+    if not isinstance(value, dict) or value.get("commandId") != SHARE_COMMAND_ID:
+        return None
+    person = person_of(activity)
+    channel = _channel_ref(activity)
+    quoted = clean_incoming(_dig(value, "messagePayload", "body", "content"))
+    return CommandEvent(
+        event_id=_dig(activity, "id"),
+        channel=channel,
+        person=person,
+        command="deel",
+        text=quoted,
+        workspace=channel.workspace,
+    )
+
+
+def extension_submit(activity: Mapping[str, Any]) -> FormEvent | None:
+    """The share dialog submitted from the message extension (`composeExtension/submitAction`)."""
+    event = interaction_event(activity)
+    return event if isinstance(event, FormEvent) else None
+
+
+# --- conversation updates ----------------------------------------------------------------------
+
+
+def channels_to_remember(activity: Mapping[str, Any]) -> list[str]:
+    """Channels a conversationUpdate tells Boeket about: where it was installed, a new channel.
+
+    Installing the app in a team arrives as `installationUpdate` (action `add`) and as
+    `conversationUpdate` `teamMemberAdded` with Boeket among `membersAdded`, both in the team's
+    General channel; a new channel as `conversationUpdate` `channelCreated` with
+    `channelData.channel`.
+    """
+    kind = activity.get("type")
+    if kind not in {"conversationUpdate", "installationUpdate"}:
+        return []
+    found: list[str] = []
+    event = _dig(activity, "channelData", "eventType")
+    bot = _dig(activity, "recipient", "id")
+    added: Sequence[Any] = activity.get("membersAdded") or []
+    installed = kind == "installationUpdate" and _dig(activity, "action").startswith("add")
+    if (
+        installed
+        or any(isinstance(m, dict) and m.get("id") == bot for m in added)
+        or event
+        in {
+            "teamMemberAdded",
+            "teamRenamed",
+            "channelCreated",
+            "channelRenamed",
+            "channelRestored",
+        }
+    ):
+        team = _dig(activity, "channelData", "team", "id")
+        if team:
+            found.append(team)  # a team's General channel has the team's id
+        channel = channel_of(activity)
+        if channel and channel not in found:
+            found.append(channel)
+    return found
+
+
+def submitted_form(data: Mapping[str, Any]) -> Form | None:
+    """The form a submit came from, rebuilt from its spec (to show it again with errors)."""
+    routing = form_routing(data)
+    raw = data.get(FORM_KEY)
+    if routing is None or not isinstance(raw, dict):
+        return None
+    return form_from_spec(routing[0], routing[1], raw.get("spec"))

@@ -1,0 +1,39 @@
+"""Work that follows a request but must not hold up its answer (embedding, crossposting).
+
+Nothing here may be the only copy of anything: what matters is in the database before the task
+starts, and what a lost task would have done is redone at start (contributions without a vector are
+embedded by `Matcher.load`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Background:
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(self._run(work, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("background work %s failed", name)
+
+    async def drain(self) -> None:
+        """Wait for everything spawned so far (and what it spawns)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+
+    def __len__(self) -> int:
+        return len(self._tasks)

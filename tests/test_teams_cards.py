@@ -1,0 +1,310 @@
+"""Teams' pure parts: cards against the Adaptive Card 1.5 schema, text escaping, activities to
+events, settings from the environment, pacing and backoff."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from adapters.teams import cards
+from adapters.teams.delivery import Bucket, retry_delay, take
+from adapters.teams.settings import TeamsSettings, TeamsSettingsError
+from bot.messages import (
+    Actions,
+    Bullets,
+    Button,
+    ButtonEvent,
+    CommandEvent,
+    Context,
+    Divider,
+    Field,
+    Form,
+    FormEvent,
+    Header,
+    Message,
+    MessageEvent,
+    Option,
+    Section,
+)
+from tests.test_teams_http import card_problems
+
+TENANT = "0f6d7e3a-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+APP = "11111111-2222-4333-8444-555555555555"
+CHANNEL = "19:operatiekamer@thread.tacv2"
+
+
+def test_markdown_in_peoples_words_is_escaped() -> None:
+    text = "[klik hier](https://evil.example) **vet** _schuin_ `code`\n- geen lijst\n1. ook niet"
+    escaped = cards.escape_markdown(text)
+    assert "[klik hier](https://evil.example)" not in escaped
+    assert r"\[klik hier\]\(https://evil.example\)" in escaped
+    assert r"\*\*vet\*\*" in escaped and r"\_schuin\_" in escaped
+    assert "\n\\- geen lijst" in escaped and "\n1\\. ook niet" in escaped
+
+
+def test_incoming_text_loses_the_bots_mention_keeps_others_and_is_decoded() -> None:
+    text = "<at>Boeket</at>&nbsp;Dank <at>Jan de Boer</at> &amp; team &lt;3"
+    assert cards.clean_incoming(text, ["Boeket"]) == "Dank @Jan de Boer & team <3"
+
+
+def test_conversation_root() -> None:
+    assert cards.conversation_root(f"{CHANNEL};messageid=1700") == (CHANNEL, "1700")
+    assert cards.conversation_root(CHANNEL) == (CHANNEL, None)
+
+
+def message() -> Message:
+    return Message(
+        text="De oogst",
+        blocks=(
+            Header("🌷 De oogst van [OK](https://x)"),
+            Section("Iemand schreef: **dit**", title="Titel", quote=True),
+            Section("Gewoon"),
+            Bullets(("een", "twee"), title="Lijst"),
+            Divider(),
+            Context("klein"),
+            Actions(
+                (
+                    Button("boeket.answer", "Antwoorden", "2027-03-02", "primary"),
+                    Button("boeket.delete", "Verwijder", "7", "danger"),
+                    Button("boeket.edit", "Bewerk", "7"),
+                )
+            ),
+        ),
+    )
+
+
+def test_message_card_is_a_valid_adaptive_card_with_task_fetch_buttons() -> None:
+    card = cards.message_card(message())
+    assert card_problems(card) == []
+    assert card["version"] == "1.5"
+    assert all(e.get("wrap") for e in card["body"] if e["type"] == "TextBlock")
+    [action_set] = [e for e in card["body"] if e["type"] == "ActionSet"]
+    styles = [a.get("style") for a in action_set["actions"]]
+    assert styles == ["positive", "destructive", None]
+    assert action_set["actions"][0]["data"] == {
+        "verb": "boeket.answer",
+        "value": "2027-03-02",
+        "msteams": {"type": "task/fetch"},
+    }
+    assert "[OK](https://x)" not in str(card)
+
+
+def test_a_huge_message_is_shortened_but_keeps_its_buttons() -> None:
+    long = Message(
+        text="x",
+        blocks=(
+            *(Section("woord " * 600) for _ in range(20)),
+            Actions((Button("boeket.answer", "Antwoorden", "v"),)),
+        ),
+    )
+    card = cards.message_card(long)
+    assert card_problems(card) == []
+    assert len(str(card)) < 30_000
+    assert card["body"][-1]["type"] == "ActionSet"
+    assert any(e.get("text") == "…" for e in card["body"])
+
+
+def share_form() -> Form:
+    return Form(
+        form_id="boeket.share",
+        title="Deel een succes",
+        submit_label="Versturen",
+        intro="Wat ging goed?",
+        fields=(
+            Field("what", "Wat", kind="textarea", required=True, max_length=2000, hint="kort"),
+            Field("goal", "Doel", kind="select", options=(Option("g1", "Veilig"),)),
+            Field("theme", "Thema", kind="select"),
+            Field("anonymous", "Anoniem", kind="checkbox", initial="true"),
+        ),
+        meta={"department": "ok"},
+    )
+
+
+def test_form_card_is_valid_and_round_trips_through_its_submit_data() -> None:
+    form = share_form()
+    card = cards.form_card(form, submission="abc", channel=CHANNEL)
+    assert card_problems(card) == []
+    kinds = [(e["type"], e.get("id")) for e in card["body"] if e["type"].startswith("Input.")]
+    assert kinds == [
+        ("Input.Text", "what"),
+        ("Input.ChoiceSet", "goal"),
+        ("Input.Toggle", "anonymous"),
+    ]
+    what = card["body"][1]
+    assert what["isMultiline"] and what["isRequired"] and what["maxLength"] == 2000
+    assert what["errorMessage"]
+    [submit] = card["actions"]
+    data = {**submit["data"], "what": "Iets", "goal": "g1", "anonymous": "true"}
+    rebuilt = cards.submitted_form(data)
+    assert rebuilt is not None
+    assert rebuilt == replace(form, fields=tuple(replace(f, initial="") for f in form.fields))
+    with_errors = cards.form_card(
+        form, submission="abc", channel=CHANNEL, values={"what": "x"}, errors={"what": "Te kort"}
+    )
+    assert card_problems(with_errors) == []
+    assert {
+        "type": "TextBlock",
+        "text": "Te kort",
+        "wrap": True,
+        "color": "Attention",
+        "spacing": "None",
+    } in with_errors["body"]
+
+
+def activity(**extra: object) -> dict[str, object]:
+    return {
+        "type": "message",
+        "id": "1700000000200",
+        "channelId": "msteams",
+        "from": {"id": "29:1fatima", "name": "Fatima"},
+        "recipient": {"id": f"28:{APP}", "name": "Boeket"},
+        "conversation": {
+            "conversationType": "channel",
+            "tenantId": TENANT,
+            "id": f"{CHANNEL};messageid=1700000000100",
+        },
+        "channelData": {"channel": {"id": CHANNEL}, "tenant": {"id": TENANT}},
+        "entities": [
+            {
+                "type": "mention",
+                "mentioned": {"id": f"28:{APP}", "name": "Boeket"},
+                "text": "<at>Boeket</at>",
+            }
+        ],
+        **extra,
+    }
+
+
+def test_a_reply_in_a_thread_names_its_root() -> None:
+    event = cards.message_event(activity(text="<at>Boeket</at> Het werkt goed."))
+    assert isinstance(event, MessageEvent)
+    assert event.thread_id == "1700000000100" and event.text == "Het werkt goed."
+    assert event.channel.channel == CHANNEL and event.workspace == TENANT
+
+
+def test_commands_from_the_menu_but_not_answers_that_start_with_deel() -> None:
+    top = activity(
+        text="<at>Boeket</at> deel De nieuwe planning",
+        id="1700000000100",
+    )
+    command = cards.message_event(top)
+    assert isinstance(command, CommandEvent)
+    assert (command.command, command.text) == ("deel", "De nieuwe planning")
+    answer = cards.message_event(activity(text="<at>Boeket</at> Deel van het team vond het fijn"))
+    assert isinstance(answer, MessageEvent)
+    assert isinstance(cards.message_event(activity(text="help")), CommandEvent)
+    assert cards.message_event(activity(text="<at>Boeket</at>")) is None
+    assert cards.message_event(activity(text="x", value={"verb": "a"})) is None
+
+
+def test_clicks_and_dialog_submits() -> None:
+    fetch = activity(
+        type="invoke",
+        name="task/fetch",
+        replyToId="1700000000100",
+        value={"data": {"verb": "boeket.answer", "value": "2027-03-02", "msteams": {}}},
+    )
+    click = cards.interaction_event(fetch)
+    assert isinstance(click, ButtonEvent)
+    assert (click.action_id, click.value, click.message_id) == (
+        "boeket.answer",
+        "2027-03-02",
+        "1700000000100",
+    )
+    form_card = cards.form_card(share_form(), submission="s1", channel=CHANNEL)
+    data = {**form_card["actions"][0]["data"], "what": "Iets", "anonymous": True}
+    submit = cards.interaction_event(
+        activity(type="invoke", name="task/submit", value={"data": data})
+    )
+    assert isinstance(submit, FormEvent)
+    assert submit.submission_id == "29:1fatima:s1"
+    assert submit.values == {"what": "Iets", "anonymous": "true"}
+    assert submit.meta == {"department": "ok"}
+
+
+def test_install_and_channel_created_name_the_channels_to_remember() -> None:
+    install = activity(
+        type="conversationUpdate",
+        membersAdded=[{"id": f"28:{APP}"}],
+        channelData={
+            "team": {"id": "19:general@thread.tacv2"},
+            "eventType": "teamMemberAdded",
+            "tenant": {"id": TENANT},
+        },
+        conversation={"id": "19:general@thread.tacv2", "tenantId": TENANT},
+    )
+    assert cards.channels_to_remember(install) == ["19:general@thread.tacv2"]
+    created = activity(
+        type="conversationUpdate",
+        channelData={
+            "team": {"id": "19:general@thread.tacv2"},
+            "channel": {"id": CHANNEL},
+            "eventType": "channelCreated",
+        },
+    )
+    assert cards.channels_to_remember(created) == ["19:general@thread.tacv2", CHANNEL]
+    assert cards.channels_to_remember(activity(type="conversationUpdate")) == []
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_settings_from_the_environment() -> None:
+    assert TeamsSettings.from_env({}) is None
+    full = TeamsSettings.from_env(
+        {"TEAMS_CLIENT_ID": APP, "TEAMS_CLIENT_SECRET": "s", "TEAMS_TENANT_ID": TENANT}
+    )
+    assert full is not None and full.authenticated and not full.dev_mode
+    dev = TeamsSettings.from_env({"TEAMS_DEV_MODE": "true"})
+    assert dev is not None and dev.dev_mode and not dev.authenticated
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"TEAMS_CLIENT_ID": APP}, "TEAMS_CLIENT_SECRET"),
+        ({"TEAMS_CLIENT_SECRET": "s"}, "TEAMS_CLIENT_ID"),
+        ({"TEAMS_CLIENT_ID": APP, "TEAMS_CLIENT_SECRET": "s"}, "TEAMS_TENANT_ID"),
+        (
+            {"TEAMS_CLIENT_ID": "bot", "TEAMS_CLIENT_SECRET": "s", "TEAMS_TENANT_ID": TENANT},
+            "TEAMS_CLIENT_ID",
+        ),
+        ({"TEAMS_TENANT_ID": TENANT}, "TEAMS_CLIENT_ID"),
+        ({"TEAMS_DEV_MODE": "misschien"}, "TEAMS_DEV_MODE"),
+        ({"TEAMS_DEV_MODE": "true", "TEAMS_TENANT_ID": "contoso"}, "TEAMS_TENANT_ID"),
+        (
+            {
+                "TEAMS_DEV_MODE": "true",
+                "TEAMS_CLIENT_ID": APP,
+                "TEAMS_CLIENT_SECRET": "s",
+                "TEAMS_TENANT_ID": TENANT,
+            },
+            "TEAMS_DEV_MODE",
+        ),
+    ],
+)
+def test_half_set_teams_settings_name_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(TeamsSettingsError) as caught:
+        TeamsSettings.from_env(env)
+    assert caught.value.name == name and name in str(caught.value)
+
+
+# --- pacing and backoff -------------------------------------------------------------------------
+
+
+def test_token_bucket_allows_a_burst_then_paces() -> None:
+    bucket = Bucket(7.0, 0.0)
+    waits = [take(bucket, 0.0, capacity=7, rate=2.0) for _ in range(9)]
+    assert waits[:7] == [0.0] * 7
+    assert waits[7:] == [0.5, 1.0]
+    assert take(bucket, 10.0, capacity=7, rate=2.0) == 0.0  # refilled, never above capacity
+    assert bucket.tokens == 6.0
+
+
+def test_retry_delay_honours_retry_after_else_backs_off_with_jitter() -> None:
+    assert retry_delay(0, {"Retry-After": "3"}, base=1.0) == 3.0
+    assert retry_delay(0, {"Retry-After": "9999"}, base=1.0) == 60.0
+    assert retry_delay(2, {}, base=1.0, jitter=1.0) == 4.0
+    assert retry_delay(2, None, base=1.0, jitter=0.0) == 2.0
+    assert 2.0 <= retry_delay(2, {"Retry-After": "soon"}, base=1.0) <= 4.0

@@ -1,0 +1,544 @@
+"""Teams end to end: activities as Teams sends them, posted over HTTP to Boeket's /api/messages,
+with the real Agents SDK talking to a fake Bot Connector service on port 0."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters.teams.settings import TeamsSettings
+from bot.app import Boeket, build, web_app
+from bot.clock import ManualClock
+from bot.config import OrgConfig, parse_config
+from bot.domain import OccurrenceStatus, Step
+from bot.settings import EXAMPLE_CONFIG, Settings
+from prompts.library import PromptLibrary
+from storage.db import Database
+from storage.repositories import ContributionRepository, OccurrenceRepository
+from tests.conftest import SHARED
+from tests.fakes.teams_connector import FakeConnector
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teams"
+ORG = "ziekenhuis-de-linde"
+TENANT = "0f6d7e3a-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+OTHER_TENANT = "9a8b7c6d-0000-4000-8000-000000000000"
+APP_ID = "11111111-2222-4333-8444-555555555555"
+TEAM = "19:team-general@thread.tacv2"
+OK_CHANNEL = "19:operatiekamer@thread.tacv2"
+ICT_CHANNEL = "19:ict@thread.tacv2"
+OK_PROMPT_AT = datetime(2027, 3, 1, 7, 0, tzinfo=UTC)
+OK_HARVEST_AT = datetime(2027, 3, 2, 6, 30, tzinfo=UTC)
+CARD_SCHEMA = SHARED / "schemas" / "adaptive-card-1.5.schema.json"
+
+# microsoft-agents-hosting-msteams 1.9 builds a microsoft_teams ApiClient on every Teams turn, and
+# that constructor warns about its own deprecated BotClient (an SDK issue, not Boeket's code).
+pytestmark = pytest.mark.filterwarnings("ignore:The bot client is deprecated:DeprecationWarning")
+
+
+def card_problems(card: dict[str, Any]) -> list[str]:
+    """What the Adaptive Card 1.5 schema refuses in `card` (shared/ must be there: no skip)."""
+    assert CARD_SCHEMA.exists(), f"{CARD_SCHEMA} is missing: the shared schemas are required"
+    schema = json.loads(CARD_SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft6Validator(schema)
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: "
+        f"{jsonschema.exceptions.best_match(e.context or [e]).message}"
+        for e in validator.iter_errors(card)
+    ]
+
+
+def teams_config(*, workspace: str = "") -> OrgConfig:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    for dept in data["departments"]:
+        if dept["id"] == "ok":
+            dept.update(platform="teams", channel=OK_CHANNEL, workspace=workspace)
+        if dept["id"] == "ict":
+            dept.update(platform="teams", channel=ICT_CHANNEL, workspace=workspace)
+    return parse_config(data, Path("teams.yaml"))
+
+
+def fixture(name: str, service_url: str, **subs: str) -> dict[str, Any]:
+    text = (FIXTURES / f"{name}.json").read_text(encoding="utf-8")
+    values = {
+        "SERVICE_URL": service_url,
+        "TENANT": TENANT,
+        "BOT_APP_ID": APP_ID,
+        "CHANNEL": OK_CHANNEL,
+        **subs,
+    }
+    for key, value in values.items():
+        text = text.replace(key, value)
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+@dataclass
+class TeamsEnv:
+    fake: FakeConnector
+    client: TestClient[Any, Any]
+    boeket: Boeket
+    clock: ManualClock
+    db: Database
+
+    def load(self, name: str, **subs: str) -> dict[str, Any]:
+        return fixture(name, self.fake.url, **subs)
+
+    async def send(
+        self, activity: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> ClientResponse:
+        return await self.client.post("/api/messages", json=activity, headers=headers or {})
+
+    async def tick(self, moment: datetime) -> None:
+        self.clock.set(moment)
+        await self.boeket.cycle.tick()
+
+    async def contributions(self) -> list[Any]:
+        return await ContributionRepository(self.db).all(ORG)
+
+    async def install(self) -> None:
+        for name in ("install_team", "channel_created"):
+            response = await self.send(self.load(name))
+            assert response.status in {200, 202}, await response.text()
+
+    def prompt_post(self, channel: str = OK_CHANNEL) -> Any:
+        posts = [
+            c for c in self.fake.of("create") if c.body["channelData"]["channel"]["id"] == channel
+        ]
+        assert posts, "no prompt was posted"
+        return posts[0]
+
+
+async def _env(
+    db: Database, prompts: PromptLibrary, clock: ManualClock, teams: TeamsSettings
+) -> AsyncIterator[TeamsEnv]:
+    fake = FakeConnector()
+    server = TestServer(fake.app())
+    await server.start_server()
+    fake.server = server
+    settings = Settings(database_url=db.url, worker_id="teams-test", auto_migrate=True, teams=teams)
+    boeket = build(settings, teams_config(), clock=clock, prompts=prompts, db=db)
+    client: TestClient[Any, Any] = TestClient(TestServer(web_app(boeket, timer=False)))
+    await client.start_server()
+    try:
+        yield TeamsEnv(fake, client, boeket, clock, db)
+    finally:
+        await client.close()
+        await server.close()
+
+
+DEV = TeamsSettings(dev_mode=True, tenant_id=TENANT, backoff_seconds=0.05)
+
+
+@pytest.fixture
+async def teams(
+    db: Database, prompts: PromptLibrary, clock: ManualClock
+) -> AsyncIterator[TeamsEnv]:
+    async for env in _env(db, prompts, clock, DEV):
+        yield env
+
+
+def _created_ids(env: TeamsEnv) -> list[str]:
+    """The activity ids of the new channel threads Boeket started, in order."""
+    return [
+        str(c.answer["activityId"])
+        for c in env.fake.of("create")
+        if c.body.get("channelData", {}).get("channel")
+    ]
+
+
+def card_of(call: Any) -> dict[str, Any]:
+    body = call.body.get("activity", call.body)
+    [attachment] = body["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card: dict[str, Any] = attachment["content"]
+    return card
+
+
+def actions_of(card: dict[str, Any]) -> list[dict[str, Any]]:
+    found = list(card.get("actions", []))
+    for element in card["body"]:
+        if element["type"] == "ActionSet":
+            found += element["actions"]
+    return found
+
+
+def dialog_card(body: dict[str, Any]) -> dict[str, Any]:
+    task = body["task"]
+    assert task["type"] == "continue", body
+    card: dict[str, Any] = task["value"]["card"]["content"]
+    return card
+
+
+def inputs_of(card: dict[str, Any]) -> list[str]:
+    return [e["id"] for e in card["body"] if e["type"].startswith("Input.")]
+
+
+def submit_data(card: dict[str, Any], **values: Any) -> dict[str, Any]:
+    [submit] = [a for a in actions_of(card) if a["type"] == "Action.Submit"]
+    return {**copy.deepcopy(submit["data"]), **values}
+
+
+# --- install, then the cycle posts a prompt card proactively ----------------------------------
+
+
+async def test_install_stores_references_and_the_prompt_is_posted_as_a_card(
+    teams: TeamsEnv,
+) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    post = teams.prompt_post()
+    assert post.body["isGroup"] is True
+    assert post.body["channelData"]["channel"]["id"] == OK_CHANNEL
+    assert post.body["tenantId"] == TENANT
+    card = card_of(post)
+    assert card_problems(card) == []
+    [answer] = actions_of(card)
+    assert answer["title"] == "Antwoorden"
+    assert answer["data"]["verb"] == "boeket.answer"
+    assert answer["data"]["msteams"] == {"type": "task/fetch"}
+    assert post.authorization == ""  # development mode: no token, and none was asked for
+    occ = await OccurrenceRepository(teams.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
+    assert occ is not None and occ.status is OccurrenceStatus.SENT
+    assert occ.message_id == _created_ids(teams)[0] == occ.thread_id
+
+
+async def test_a_channel_never_announced_is_reached_through_the_tenants_reference(
+    teams: TeamsEnv,
+) -> None:
+    await teams.send(teams.load("install_team"))  # ICT's channel was there before the install
+    await teams.tick(datetime(2027, 3, 1, 7, 0, tzinfo=UTC))
+    await teams.tick(datetime(2027, 3, 7, 9, 0, tzinfo=UTC))  # ICT's prompt for Monday the 8th
+    assert teams.prompt_post(ICT_CHANNEL).body["channelData"]["channel"]["id"] == ICT_CHANNEL
+
+
+async def test_without_any_reference_the_post_fails_once_with_advice(
+    teams: TeamsEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await teams.tick(OK_PROMPT_AT)
+    occ = await OccurrenceRepository(teams.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
+    assert occ is not None and occ.status is OccurrenceStatus.FAILED
+    assert teams.fake.calls == []
+    assert any("Install the Boeket app" in r.getMessage() for r in caplog.records)
+
+
+# --- a reply in the prompt's thread -------------------------------------------------------------
+
+
+def reply(
+    env: TeamsEnv, text: str, root: str, *, activity_id: str = "1700000100100"
+) -> dict[str, Any]:
+    activity = env.load("channel_reply", ROOT=root)
+    activity["id"] = activity_id
+    activity["text"] = f"<at>Boeket</at>&nbsp;{text}"
+    return activity
+
+
+async def test_mention_reply_in_the_prompt_thread_is_stored_once_and_thanked_privately(
+    teams: TeamsEnv,
+) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    activity = reply(teams, "De huddle om half acht werkt &amp; helpt.", root)
+    for _ in range(2):  # Teams retries a delivery it thinks was lost
+        response = await teams.send(activity)
+        assert response.status in {200, 202}
+    [stored] = await teams.contributions()
+    assert stored.text == "De huddle om half acht werkt & helpt."
+    assert stored.author is not None and stored.author.name == "Fatima el Amrani"
+    assert stored.round_date == date(2027, 3, 2)
+    # The thanks and follow-up question go to her 1:1 chat, created once, not to the channel.
+    [created] = [c for c in teams.fake.of("create") if not c.body.get("isGroup")]
+    assert created.body["members"] == [{"id": "29:1fatima"}]
+    thanks = teams.fake.of("send")
+    assert [c.conversation for c in thanks] == ["a:1personal-29:1fatima"]
+    assert all(not c.conversation.startswith("19:") for c in teams.fake.calls if c.kind != "create")
+
+
+async def test_replies_elsewhere_are_not_contributions(teams: TeamsEnv) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    await teams.send(
+        reply(teams, "Over iets anders.", "1699999999999", activity_id="1700000100200")
+    )
+    top = reply(teams, "Een nieuw onderwerp.", "1700000100300", activity_id="1700000100300")
+    await teams.send(top)
+    assert await teams.contributions() == []
+
+
+# --- the answer dialog --------------------------------------------------------------------------
+
+
+async def open_answer_dialog(env: TeamsEnv, root: str) -> dict[str, Any]:
+    fetch = env.load("task_fetch", ROOT=root)
+    fetch["value"]["data"] = {
+        "verb": "boeket.answer",
+        "value": "2027-03-02",
+        "msteams": {"type": "task/fetch"},
+    }
+    response = await env.send(fetch)
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+def task_submit(
+    env: TeamsEnv, root: str, data: dict[str, Any], *, user: str = "fatima"
+) -> dict[str, Any]:
+    activity = env.load("task_fetch", ROOT=root)
+    activity.update(name="task/submit", id=f"f:submit-{time.monotonic_ns()}")
+    activity["value"] = {"type": "task/submit", "data": data, "context": {"theme": "default"}}
+    if user == "jeroen":
+        activity["from"] = {"id": "29:1jeroen", "name": "Jeroen de Vries"}
+    return activity
+
+
+async def test_answer_button_opens_a_dialog_that_validates_and_stores_once(
+    teams: TeamsEnv,
+) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    card = dialog_card(await open_answer_dialog(teams, root))
+    assert card_problems(card) == []
+    assert inputs_of(card) == ["text", "followup", "anonymous"]
+    [toggle] = [e for e in card["body"] if e["type"] == "Input.Toggle"]
+    assert toggle["valueOn"] == "true"
+
+    bad = await teams.send(task_submit(teams, root, submit_data(card, text="", anonymous="false")))
+    assert bad.status == 200
+    again = dialog_card(await bad.json())
+    assert card_problems(again) == []
+    assert [e for e in again["body"] if e.get("color") == "Attention"], "no error shown"
+    assert await teams.contributions() == []
+
+    good = submit_data(again, text="De overdracht ging sneller.", followup="", anonymous="true")
+    for _ in range(2):  # a double click submits the same dialog twice
+        response = await teams.send(task_submit(teams, root, good))
+        assert response.status == 200
+        done = dialog_card(await response.json())
+        assert card_problems(done) == []
+    [stored] = await teams.contributions()
+    assert stored.anonymous and stored.author is None
+    assert stored.text == "De overdracht ging sneller."
+    # Anonymous means no name anywhere: not stored, not sent to Teams, not in the harvest.
+    await teams.tick(OK_HARVEST_AT)
+    sent = json.dumps([c.body for c in teams.fake.calls], ensure_ascii=False)
+    assert "Fatima" not in sent and "29:1fatima" not in sent
+    harvest = teams.fake.of("create")[-1]
+    assert "anoniem" in json.dumps(card_of(harvest), ensure_ascii=False).lower()
+
+
+# --- sharing a success --------------------------------------------------------------------------
+
+
+async def test_share_dialog_from_the_message_extension(teams: TeamsEnv) -> None:
+    teams.clock.set(OK_PROMPT_AT)
+    await teams.install()
+    response = await teams.send(teams.load("extension_fetch"))
+    assert response.status == 200, await response.text()
+    card = dialog_card(await response.json())
+    assert card_problems(card) == []
+    assert inputs_of(card) == ["what", "preconditions", "effect", "goal", "theme", "anonymous"]
+
+    submit = teams.load("extension_fetch")
+    submit.update(name="composeExtension/submitAction", id="f:me-submit-1")
+    submit["value"] = {
+        "commandId": "deel",
+        "commandContext": "compose",
+        "data": submit_data(card, what="", preconditions="x"),
+    }
+    bad = await teams.send(submit)
+    assert bad.status == 200
+    again = dialog_card(await bad.json())
+    errors = [e["text"] for e in again["body"] if e.get("color") == "Attention"]
+    assert len(errors) == 2  # what is empty, preconditions too short
+    assert await teams.contributions() == []
+
+    submit["value"]["data"] = submit_data(
+        again,
+        what="Een bufferuur in de middag.",
+        preconditions="Planners doen mee.",
+        goal="gezond-werken",
+        anonymous="false",
+    )
+    good = await teams.send(submit)
+    assert good.status == 200
+    assert card_problems(dialog_card(await good.json())) == []
+    [share] = await teams.contributions()
+    assert share.fields["preconditions"] == "Planners doen mee."
+    assert share.author is not None and share.author.name == "Jeroen de Vries"
+
+
+async def test_command_menu_deel_sends_the_form_to_the_1on1_chat_and_updates_it(
+    teams: TeamsEnv,
+) -> None:
+    teams.clock.set(OK_PROMPT_AT)
+    await teams.install()
+    post = reply(teams, "deel", "1700000100500", activity_id="1700000100500")
+    assert (await teams.send(post)).status in {200, 202}
+    [form_message] = teams.fake.of("send")
+    assert form_message.conversation == "a:1personal-29:1fatima"
+    card = card_of(form_message)
+    assert card_problems(card) == []
+    assert inputs_of(card)[:2] == ["what", "preconditions"]
+
+    submit = teams.load("channel_reply", ROOT="x")
+    submit.pop("text")
+    submit.pop("entities")
+    submit.pop("attachments")
+    submit.update(id="1700000100600", replyToId=form_message.answer["id"])
+    submit["conversation"] = {
+        "conversationType": "personal",
+        "tenantId": TENANT,
+        "id": "a:1personal-29:1fatima",
+    }
+    submit["channelData"] = {"tenant": {"id": TENANT}}
+    submit["value"] = submit_data(
+        card, what="Samen plannen werkt.", preconditions="Iedereen aan tafel.", anonymous="false"
+    )
+    assert (await teams.send(submit)).status in {200, 202}
+    [update] = teams.fake.of("update")
+    assert update.conversation == "a:1personal-29:1fatima"
+    assert update.activity_id == form_message.answer["id"]
+    assert card_problems(card_of(update)) == []
+    [share] = await teams.contributions()
+    assert share.text == "Samen plannen werkt."
+
+
+async def test_help_goes_to_the_1on1_chat(teams: TeamsEnv) -> None:
+    await teams.install()
+    await teams.send(reply(teams, "help", "1700000100700", activity_id="1700000100700"))
+    [help_] = teams.fake.of("send")
+    assert "deel" in json.dumps(card_of(help_), ensure_ascii=False).lower()
+
+
+# --- rate limits and permanent errors -----------------------------------------------------------
+
+
+async def test_rate_limited_post_arrives_once_after_retry_after(teams: TeamsEnv) -> None:
+    await teams.install()
+    teams.fake.fail("create", 429, retry_after=1)
+    started = time.monotonic()
+    await teams.tick(OK_PROMPT_AT)
+    assert len(teams.fake.attempts("create")) == 2
+    assert len(teams.fake.of("create")) == 1
+    assert time.monotonic() - started >= 1.0
+    occ = await OccurrenceRepository(teams.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
+    assert occ is not None and occ.status is OccurrenceStatus.SENT
+
+
+async def test_gateway_errors_are_retried_with_backoff(teams: TeamsEnv) -> None:
+    await teams.install()
+    teams.fake.fail("create", 502)
+    teams.fake.fail("create", 412)
+    await teams.tick(OK_PROMPT_AT)
+    assert [c.status for c in teams.fake.attempts("create")] == [502, 412, 200]
+
+
+async def test_blocked_app_is_reported_once_and_not_retried(
+    teams: TeamsEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await teams.install()
+    teams.fake.fail("create", 403, times=99)
+    await teams.tick(OK_PROMPT_AT)
+    await teams.tick(datetime(2027, 3, 1, 7, 30, tzinfo=UTC))
+    occ = await OccurrenceRepository(teams.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
+    assert occ is not None and occ.status is OccurrenceStatus.FAILED
+    assert len(teams.fake.attempts("create")) == 1
+    reported = [
+        r
+        for r in caplog.records
+        if r.name.startswith(("bot", "adapters"))
+        and r.levelno >= logging.ERROR
+        and "403" in r.getMessage()
+    ]
+    assert len(reported) == 1
+    assert "Add the app to the team again" in reported[0].getMessage()
+
+
+# --- security -----------------------------------------------------------------------------------
+
+
+async def test_activity_from_another_tenant_is_refused(teams: TeamsEnv) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    calls = len(teams.fake.calls)
+    foreign = reply(teams, "Van buiten de organisatie.", root)
+    foreign["conversation"]["tenantId"] = OTHER_TENANT
+    foreign["channelData"]["tenant"]["id"] = OTHER_TENANT
+    response = await teams.send(foreign)
+    assert response.status == 403
+    assert await teams.contributions() == []
+    assert len(teams.fake.calls) == calls
+
+
+@pytest.fixture
+async def secured(
+    db: Database, prompts: PromptLibrary, clock: ManualClock
+) -> AsyncIterator[TeamsEnv]:
+    settings = TeamsSettings(client_id=APP_ID, client_secret="s3cret", tenant_id=TENANT)
+    async for env in _env(db, prompts, clock, settings):
+        yield env
+
+
+async def test_with_credentials_a_request_without_a_valid_token_gets_401(
+    secured: TeamsEnv,
+) -> None:
+    activity = reply(secured, "Zonder token.", "1700000000001")
+    for headers in (
+        {},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer not-a-jwt"},
+    ):
+        response = await secured.send(activity, headers)
+        assert response.status == 401, headers
+    install = await secured.send(secured.load("install_team"))
+    assert install.status == 401
+    assert await secured.contributions() == []
+    assert secured.fake.calls == []
+    # Nothing was remembered either: the cycle has no reference to post with.
+    await secured.tick(OK_PROMPT_AT)
+    occ = await OccurrenceRepository(secured.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
+    assert occ is not None and occ.status is OccurrenceStatus.FAILED
+    assert secured.fake.calls == []
+
+
+async def test_development_mode_says_so_in_the_log(
+    db: Database, prompts: PromptLibrary, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async for _ in _env(db, prompts, clock, DEV):
+        warnings = [r for r in caplog.records if "DEVELOPMENT MODE" in r.getMessage()]
+        assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+
+async def test_turn_errors_are_logged_not_posted_into_the_chat(
+    teams: TeamsEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    teams.fake.fail("create", 500, times=5)  # her 1:1 chat cannot be created
+    response = await teams.send(reply(teams, "Een antwoord dat wel bewaard wordt.", root))
+    assert response.status in {200, 202}
+    assert len(await teams.contributions()) == 1
+    assert not [c for c in teams.fake.calls if "Exception" in json.dumps(c.body)]
+    assert any(r.levelno == logging.ERROR and "failed" in r.getMessage() for r in caplog.records)
