@@ -244,6 +244,47 @@ def cmd_slack_manifest(args: argparse.Namespace, settings: Settings, prompts: Pr
     return 0
 
 
+def read_pairs(path: Path) -> list[tuple[str, str]]:
+    """The pairs of a TSV with the header sentence_a<TAB>sentence_b[<TAB>score]."""
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(rows, None)
+        if header is None or header[:2] != ["sentence_a", "sentence_b"]:
+            raise ValueError("header")
+        pairs = []
+        for number, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            if len(row) < 2:
+                raise ValueError(f"line {number}")
+            pairs.append((row[0], row[1]))
+    return pairs
+
+
+def cmd_match_score(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    from bot.embedders import best_available
+    from bot.matcher import score_pairs
+
+    lang = settings.language
+    try:
+        pairs = read_pairs(args.pairs)
+    except FileNotFoundError:
+        raise UserError(prompts.text(lang, "cli.pairs_missing", path=str(args.pairs))) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(
+            prompts.text(lang, "cli.pairs_unreadable", path=str(args.pairs), reason=str(exc))
+        ) from None
+    except ValueError as exc:
+        raise UserError(
+            prompts.text(lang, "cli.pairs_malformed", path=str(args.pairs), where=str(exc))
+        ) from None
+    scores = asyncio.run(score_pairs(best_available(), pairs, args.mode))
+    sys.stdout.write("".join(f"{s:.4f}\n" for s in scores))
+    return 0
+
+
 def cmd_teams_package(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
     from adapters.teams.manifest import PackageError, build_manifest, package
 
@@ -381,6 +422,19 @@ def parser() -> argparse.ArgumentParser:
         "--name", default="Boeket", help="app and bot name in Slack (default Boeket)"
     )
     manifest.set_defaults(func=cmd_slack_manifest)
+
+    match = sub.add_parser("match", help="the matcher that carries lessons between departments")
+    match_sub = match.add_subparsers(dest="match_command", required=True, metavar="TASK")
+    score = match_sub.add_parser(
+        "score",
+        help="print one similarity per sentence pair of a TSV file, in input order",
+        description="Read a TSV with the header sentence_a<TAB>sentence_b[<TAB>score] and print "
+        "one number per pair. --mode relevance scores how much the lesson in sentence_a could "
+        "help in the situation in sentence_b.",
+    )
+    score.add_argument("--pairs", required=True, type=Path, help="the TSV file")
+    score.add_argument("--mode", choices=("similarity", "relevance"), default="similarity")
+    score.set_defaults(func=cmd_match_score)
 
     teams = sub.add_parser("teams", help="Microsoft Teams app tasks")
     teams_sub = teams.add_subparsers(dest="teams_command", required=True, metavar="TASK")

@@ -162,11 +162,17 @@ class Matcher:
     async def score_pairs(
         self, pairs: Sequence[tuple[str, str]], mode: Mode = "similarity"
     ) -> list[float]:
-        """Cosine similarity per pair; in relevance mode, how much lesson `a` could help in
-        situation `b`: the lesson embedded as a passage, the situation as a query."""
-        if not pairs:
-            return []
-        left_kind: Literal["query", "passage"] = "passage" if mode == "relevance" else "query"
-        left = await self.embedder.embed([a for a, _ in pairs], kind=left_kind)
-        right = await self.embedder.embed([b for _, b in pairs], kind="query")
-        return [float(x) for x in np.einsum("ij,ij->i", left, right)]
+        return await score_pairs(self.embedder, pairs, mode)
+
+
+async def score_pairs(
+    embedder: Embedder, pairs: Sequence[tuple[str, str]], mode: Mode = "similarity"
+) -> list[float]:
+    """Cosine similarity per pair; in relevance mode, how much lesson `a` could help in
+    situation `b`: the lesson embedded as a passage, the situation as a query."""
+    if not pairs:
+        return []
+    left_kind: Literal["query", "passage"] = "passage" if mode == "relevance" else "query"
+    left = await embedder.embed([a for a, _ in pairs], kind=left_kind)
+    right = await embedder.embed([b for _, b in pairs], kind="query")
+    return [float(x) for x in np.einsum("ij,ij->i", left, right)]
