@@ -1,7 +1,8 @@
 """How fast does Boeket acknowledge Slack? A benchmark, run by hand (not a test).
 
-    .venv/bin/python bench/slack_ack.py [--levels 10,50,100,200] [--requests 1000]
-                                        [--database sqlite|postgresql] [--profile]
+    .venv/bin/python bench/slack_ack.py [--levels 10,50,100,200] [--requests 300]
+                                        [--database sqlite|postgresql] [--api-delay-ms 0]
+                                        [--profile]
 
 This process serves a fake Slack Web API, a real Boeket with Slack configured (SQLite in a temporary
 directory, or a fresh schema on the PostgreSQL at 127.0.0.1:5432) and a bare aiohttp handler, all on
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import hashlib
 import hmac
@@ -40,6 +42,7 @@ import os
 import platform
 import pstats
 import secrets
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -255,7 +258,11 @@ async def database(kind: str) -> AsyncIterator[Database]:
     """A fresh database: SQLite in a temporary directory, or a new PostgreSQL schema."""
     if kind == "sqlite":
         with tempfile.TemporaryDirectory(prefix="boeket-bench-") as tmp:
-            yield Database.connect(f"sqlite:///{Path(tmp) / 'boeket.sqlite3'}")
+            db = Database.connect(f"sqlite:///{Path(tmp) / 'boeket.sqlite3'}")
+            try:
+                yield db
+            finally:
+                await db.dispose()  # Boeket's stop disposes it too; twice is harmless
         return
     schema = f"boeket_bench_{secrets.token_hex(4)}"
     conn = await asyncpg.connect(POSTGRES_URL)
@@ -263,9 +270,11 @@ async def database(kind: str) -> AsyncIterator[Database]:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
     finally:
         await conn.close()
+    db = Database.connect(POSTGRES_URL, schema=schema)
     try:
-        yield Database.connect(POSTGRES_URL, schema=schema)
+        yield db
     finally:
+        await db.dispose()
         conn = await asyncpg.connect(POSTGRES_URL)
         try:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -417,6 +426,13 @@ class Bench:
                     )
 
 
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def print_table(rows: list[Row]) -> None:
     header = (
         f"{'level':>5}  {'kind':<8} {'target':<7} {'requests':>8} {'errors':>6} {'req/s':>8} "
@@ -465,6 +481,10 @@ def print_profile(profile: cProfile.Profile) -> None:
 async def run(args: argparse.Namespace) -> int:
     levels: list[int] = args.levels
     count: int = args.requests
+    task = asyncio.current_task()
+    if task is not None:  # SIGTERM unwinds like Ctrl-C: servers stopped, temp files removed
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     print(
         f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()} "
         f"({platform.platform()}), aiohttp {aiohttp.__version__}, "
@@ -474,7 +494,10 @@ async def run(args: argparse.Namespace) -> int:
         f"database: {args.database}; levels {levels}; {count} requests per level, kind and "
         f"target; fake Slack API delay {args.api_delay_ms:g} ms"
     )
-    print("servers share this process's event loop; the load generator is a separate process\n")
+    print("servers share this process's event loop; the load generator is a separate process")
+    print(
+        f"load average at start: {load_average()} (other work on the machine skews the numbers)\n"
+    )
 
     fake = FakeSlack()
     fake_app = fake.app()
@@ -561,7 +584,7 @@ async def run(args: argparse.Namespace) -> int:
             "fake Slack API calls: "
             + ", ".join(f"{method} {n}" for method, n in sorted(counts.items()))
         )
-        print(f"measured phase: {measured_s:.1f} s")
+        print(f"measured phase: {measured_s:.1f} s; load average at the end: {load_average()}")
 
         target_rows = [r for r in bench.rows if r.level == TARGET_LEVEL and r.target == "boeket"]
         print(
@@ -614,8 +637,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--requests",
         type=int,
-        default=1000,
-        help="requests per level, kind and target (default 1000)",
+        default=300,
+        help="requests per level, kind and target (default 300)",
     )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument(
@@ -640,7 +663,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     configure_logging("WARNING")
-    return asyncio.run(run(args))
+    try:
+        return asyncio.run(run(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("stopped before the end", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

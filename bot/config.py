@@ -281,7 +281,7 @@ class Crossposting(_Model):
 
     enabled: bool = True
     # How relevant (0–1) a lesson must be to a department before Boeket suggests it there.
-    threshold: Annotated[float, Field(ge=0, le=1)] = 0.45
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.4
     max_per_week: Annotated[int, Field(ge=0, le=20)] = 2
     quiet_hours: QuietHours | None = QuietHours()
     # Which kinds of contribution may travel, unless a department says otherwise.

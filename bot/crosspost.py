@@ -67,7 +67,7 @@ LEASE = timedelta(minutes=5)
 WEEK = timedelta(days=7)
 HISTORY = timedelta(days=180)  # how far back a department's own lessons count as its context
 THEME_BONUS = 0.12
-SAME_LESSON = 0.95  # a suggestion this close to one a department already had is the same lesson
+SAME_LESSON = 0.85  # relevance this high to one a department already had: the same lesson
 FEEDBACK_WEIGHT = {"useful": 0.15, "talk": 0.15, "translated": 0.2, "not_relevant": -0.35}
 CONTEXT_KINDS = frozenset({Kind.LES.value, Kind.CASUS.value, Kind.SUCCES.value, Kind.KOERS.value})
 
@@ -175,7 +175,7 @@ class Crossposter:
             if (
                 earlier != contribution_id
                 and other is not None
-                and float(other @ vector) >= SAME_LESSON
+                and self._matcher.relevance(float(other @ vector)) >= SAME_LESSON
             ):
                 return True
         return False

@@ -26,6 +26,22 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["similarity", "relevance"]
 
+# Texts about unrelated things, to measure what "unrelated" looks like to an embedder.
+UNRELATED = (
+    "De printer op de tweede verdieping heeft een nieuwe toner nodig.",
+    "Volgende week is de kantine op vrijdag gesloten.",
+    "We hebben de roosters voor de zomervakantie rondgestuurd.",
+    "De parkeerplaats wordt in mei opnieuw geasfalteerd.",
+    "Het nieuwe logo hangt sinds maandag bij de ingang.",
+    "Leerlingen van groep acht gaan op schoolreis naar de Efteling.",
+    "De gemeente opent een nieuw loket voor paspoorten.",
+    "Na de operatie mocht de patiënt dezelfde dag naar huis.",
+    "Het wifi-wachtwoord voor gasten is veranderd.",
+    "Onze collega van financiën gaat na dertig jaar met pensioen.",
+    "De brandoefening duurde langer dan gepland.",
+    "Er staan verse bloemen bij de receptie.",
+)
+
 
 def contribution_text(c: Contribution) -> str:
     """What a contribution says, for matching: the lesson with its preconditions and effect."""
@@ -52,11 +68,21 @@ class Matcher:
         self._contributions = contributions
         self._clock = clock
         self._indexes: dict[str, VectorIndex] = {}
+        self._floor = 0.0
         self._locks: dict[str, asyncio.Lock] = {}
 
+    async def calibrate(self) -> float:
+        """Measure how similar unrelated texts look to this embedder (e5 rarely says less than
+        0.75; n-grams say about 0.05), so that `relevance` means the same for every embedder."""
+        vectors = await self.embedder.embed(list(UNRELATED), kind="passage")
+        sims = vectors @ vectors.T
+        pairs = sims[np.triu_indices(len(UNRELATED), k=1)]
+        self._floor = min(0.95, max(0.0, float(pairs.mean())))
+        return self._floor
+
     def relevance(self, cosine: float) -> float:
-        """A cosine similarity on a 0–1 scale that means the same whatever the embedder."""
-        floor = self.embedder.floor
+        """A cosine similarity on a 0–1 scale: 0 for unrelated texts, 1 for the same text."""
+        floor = self._floor
         return float(min(1.0, max(0.0, (cosine - floor) / (1.0 - floor))))
 
     def _index(self, organisation_id: str) -> VectorIndex:
@@ -66,6 +92,7 @@ class Matcher:
 
     async def load(self, organisation_id: str) -> int:
         """Fill the index from stored vectors; embed contributions that have none yet."""
+        await self.calibrate()
         async with self._locks.setdefault(organisation_id, asyncio.Lock()):
             index = VectorIndex(self.embedder.dimensions)
             for stored in await self._vectors.load(organisation_id, self.embedder.name):

@@ -132,7 +132,7 @@ class ContributionVectorRow(Base):
         Integer, ForeignKey("contributions.id", ondelete="CASCADE"), primary_key=True
     )
     organisation_id: Mapped[str] = mapped_column(String(64))
-    embedder: Mapped[str] = mapped_column(String(100))
+    embedder: Mapped[str] = mapped_column(String(200))
     dims: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime]

@@ -15,6 +15,7 @@ import pytest
 from bot.app import Boeket, build
 from bot.clock import ManualClock
 from bot.config import OrgConfig, load_config
+from bot.embedders import Embedder, best_available
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
@@ -111,6 +112,12 @@ async def db(database_factory: DatabaseFactory) -> Database:
 
 
 @pytest.fixture(scope="session")
+def default_embedder() -> Embedder:
+    """This installation's best embedder, loaded once: a model takes seconds to load."""
+    return best_available()
+
+
+@pytest.fixture(scope="session")
 def prompts() -> PromptLibrary:
     return PromptLibrary.load()
 
@@ -131,7 +138,11 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def boeket(
-    db: Database, example_config: OrgConfig, prompts: PromptLibrary, clock: ManualClock
+    db: Database,
+    example_config: OrgConfig,
+    prompts: PromptLibrary,
+    clock: ManualClock,
+    default_embedder: Embedder,
 ) -> AsyncIterator[Boeket]:
     """The example hospital on the local adapter, without the timer: tests drive `cycle.tick`."""
     app = build(
@@ -140,6 +151,7 @@ async def boeket(
         clock=clock,
         prompts=prompts,
         db=db,
+        embedder=default_embedder,
     )
     await app.start(timer=False)
     try:

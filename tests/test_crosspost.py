@@ -18,6 +18,7 @@ from bot.config import OrgConfig, parse_config
 from bot.contributions import SHARE_FORM
 from bot.crosspost import NOT_RELEVANT, TALK, USEFUL
 from bot.domain import Kind, NewContribution, OccurrenceStatus, Person, Source
+from bot.embedders import Embedder, LexicalEmbedder
 from bot.messages import Ephemeral, FormDone, ShowForm
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
@@ -117,8 +118,7 @@ class World:
         ]
 
 
-@pytest.fixture
-async def world(db: Database, prompts: PromptLibrary) -> AsyncIterator[World]:
+async def _world(db: Database, prompts: PromptLibrary, embedder: Embedder) -> World:
     clock = ManualClock(NOW)
     boeket = build(
         Settings(database_url=db.url, worker_id="travel", auto_migrate=True),
@@ -126,19 +126,43 @@ async def world(db: Database, prompts: PromptLibrary) -> AsyncIterator[World]:
         clock=clock,
         prompts=prompts,
         db=db,
+        embedder=embedder,
     )
     await boeket.start(timer=False)
+    world = World(boeket, clock, db)
+    await world.seed()
+    return world
+
+
+@pytest.fixture
+async def world(db: Database, prompts: PromptLibrary) -> AsyncIterator[World]:
+    """The hospital on the no-model embedder: fast, and what every installation can run."""
+    w = await _world(db, prompts, LexicalEmbedder())
     try:
-        w = World(boeket, clock, db)
-        await w.seed()
         yield w
     finally:
-        for adapter in boeket.adapters.values():
-            await adapter.stop()
-        await boeket.background.drain()
+        await w.boeket.background.drain()
 
 
-async def test_a_handover_lesson_reaches_the_ward_and_not_ict(world: World) -> None:
+@pytest.fixture(params=["lexical", "model"])
+async def any_world(
+    request: pytest.FixtureRequest,
+    db: Database,
+    prompts: PromptLibrary,
+    default_embedder: Embedder,
+) -> AsyncIterator[World]:
+    """The hospital on the no-model embedder, and on this installation's best one (the e5 model
+    where it runs): lessons must travel right with either."""
+    embedder = LexicalEmbedder() if request.param == "lexical" else default_embedder
+    w = await _world(db, prompts, embedder)
+    try:
+        yield w
+    finally:
+        await w.boeket.background.drain()
+
+
+async def test_a_handover_lesson_reaches_the_ward_and_not_ict(any_world: World) -> None:
+    world = any_world
     await world.share("fatima", "operatiekamer", HANDOVER)
     targets = {cp.target for cp in await world.crossposts()}
     assert "department:verpleging" in targets
@@ -154,7 +178,8 @@ async def test_a_handover_lesson_reaches_the_ward_and_not_ict(world: World) -> N
     assert "Fatima" not in suggestion.text  # she did not agree to be named elsewhere
 
 
-async def test_scores_rank_the_ward_above_ict(world: World) -> None:
+async def test_scores_rank_the_ward_above_ict(any_world: World) -> None:
+    world = any_world
     await world.share("fatima", "operatiekamer", HANDOVER)
     [lesson] = [
         c for c in await ContributionRepository(world.db).all(world.org) if c.source is Source.SHARE
@@ -177,8 +202,10 @@ async def test_the_same_lesson_is_not_suggested_twice(world: World) -> None:
 async def test_weekly_cap_holds(world: World) -> None:
     lessons = [
         "Een vaste overdracht aan het bed met vijf punten verlaagde de werkdruk na de dienst.",
-        "Door pauzes echt in te plannen daalde de werkdruk en het verzuim op de afdeling.",
-        "Met een buddy voor nieuwe collega's daalde het verzuim en bleef iedereen langer.",
+        "Een vaste belronde om vijf uur: wie na de dienst nog moest nabellen over de overdracht, "
+        "doet dat nu binnen de dienst; de werkdruk aan het eind van de dag is gedaald.",
+        "Sinds de avond- en nachtdienst een kwartier overlappen voor de overdracht, blijft "
+        "niemand na de dienst hangen en is de werkdruk in de avond gedaald.",
     ]
     for i, what in enumerate(lessons):
         await world.share(

@@ -25,6 +25,7 @@ from bot.cli import configure_logging
 from bot.clock import ManualClock
 from bot.config import OrgConfig
 from bot.domain import Contribution, Kind, Source
+from bot.embedders import LexicalEmbedder
 from bot.settings import Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
@@ -150,6 +151,7 @@ async def chat(
         clock=clock,
         prompts=prompts,
         db=db,
+        embedder=LexicalEmbedder(),
     )
     client: TestClient[Any, Any] = TestClient(TestServer(web_app(boeket, timer=False), port=0))
     await client.start_server()  # runs on_startup: migrations, adapters

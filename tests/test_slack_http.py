@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +28,8 @@ from bot.app import Boeket, build, web_app
 from bot.clock import ManualClock
 from bot.config import OrgConfig, parse_config
 from bot.domain import OccurrenceStatus, Step
+from bot.embedders import LexicalEmbedder
+from bot.messages import ShowForm
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
@@ -194,7 +196,9 @@ async def slack(
             signing_secret=SECRET, bot_token=BOT_TOKEN, api_url=fake.api_url, pace_seconds=0
         ),
     )
-    boeket = build(settings, slack_config(), clock=clock, prompts=prompts, db=db)
+    boeket = build(
+        settings, slack_config(), clock=clock, prompts=prompts, db=db, embedder=LexicalEmbedder()
+    )
     client: TestClient[Any, Any] = TestClient(TestServer(web_app(boeket, timer=False)))
     await client.start_server()
     try:
@@ -689,3 +693,93 @@ async def test_reminder_and_followup_go_in_the_prompts_thread_harvest_in_the_cha
     assert "Fatima el Amrani" in json.dumps(harvest.args["blocks"], ensure_ascii=False)
     for post in posts:
         assert block_problems(post.args["blocks"], surface="message") == []
+
+
+# --- lessons from elsewhere -------------------------------------------------------------------
+
+
+async def test_a_suggested_lesson_is_block_kit_with_working_feedback_buttons(
+    slack: SlackEnv,
+) -> None:
+    from bot.domain import Kind, NewContribution, Person, Source
+    from storage.repositories import CrosspostRepository
+
+    slack.clock.set(OK_PROMPT_AT)
+    repo = ContributionRepository(slack.db)
+    own, _ = await repo.add(
+        NewContribution(
+            organisation_id=ORG,
+            department_id="ok",
+            kind=Kind.LES,
+            source=Source.REPLY,
+            round_date=date(2027, 2, 23),
+            text="De overdracht aan het bed gaat zonder vaste punten, daardoor bellen collega's na "
+            "en loopt de werkdruk aan het eind van de dienst op.",
+            anonymous=False,
+            author=Person("U1", "Fatima"),
+            platform="slack",
+            event_key="seed:ok",
+            created_at=OK_PROMPT_AT - timedelta(days=7),
+        )
+    )
+    await slack.boeket.matcher.index(own)
+    form = await slack.boeket.local.say("sanne", "verpleegafdeling", "/deel")
+    assert isinstance(form, ShowForm)
+    await slack.boeket.local.submit(
+        "sanne",
+        "verpleegafdeling",
+        "boeket.share",
+        {
+            "what": "Een vaste overdracht aan het bed met vijf punten: minder nabellen, minder "
+            "werkdruk aan het eind van de dienst.",
+            "preconditions": "Iedereen gebruikt hetzelfde lijstje.",
+            "theme": "werkdruk",
+        },
+        meta=form.form.meta,
+    )
+    await slack.boeket.background.drain()
+    await slack.boeket.crossposter.tick()
+    [post] = [
+        c
+        for c in slack.fake.of("chat.postMessage")
+        if c.args["channel"] == OK_CHANNEL and "boeket.crosspost" in json.dumps(c.args["blocks"])
+    ]
+    blocks = post.args["blocks"]
+    assert block_problems(blocks, surface="message") == []
+    buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [b["action_id"] for b in buttons] == [
+        "boeket.crosspost.useful",
+        "boeket.crosspost.not_relevant",
+        "boeket.crosspost.talk",
+    ]
+    assert "Sanne" not in json.dumps(blocks)  # she did not agree to be named elsewhere
+
+    click = {
+        "type": "block_actions",
+        "team": {"id": "T0TEST"},
+        "trigger_id": "trig-useful",
+        "user": {"id": "U2", "username": "jeroen", "name": "jeroen", "team_id": "T0TEST"},
+        "api_app_id": "A0BOEKET",
+        "token": "legacy",
+        "response_url": slack.fake.response_url,
+        "container": {"type": "message", "message_ts": "1.1", "channel_id": OK_CHANNEL},
+        "channel": {"id": OK_CHANNEL, "name": "ok"},
+        "message": {"ts": "1.1", "text": "x"},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": buttons[0]["action_id"],
+                "block_id": "b",
+                "value": buttons[0]["value"],
+                "action_ts": "1700000600.1",
+                "text": {"type": "plain_text", "text": "Nuttig"},
+            }
+        ],
+    }
+    assert (await slack.interactive(click)).status == 200
+    [thanks] = await eventually(lambda: slack.fake.of("response_url"))
+    assert thanks.args["response_type"] == "ephemeral"
+    [cp] = [c for c in await CrosspostRepository(slack.db).all(ORG) if c.target == "department:ok"]
+    assert await CrosspostRepository(slack.db).verdicts(ORG, "department:ok") == [
+        (cp.contribution_id, "useful")
+    ]

@@ -21,6 +21,7 @@ from bot.app import Boeket, build, web_app
 from bot.clock import ManualClock
 from bot.config import parse_config
 from bot.domain import OccurrenceStatus, Step
+from bot.embedders import LexicalEmbedder
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
@@ -57,7 +58,9 @@ async def multi(
             pace_seconds=0,
         ),
     )
-    boeket = build(settings, config, clock=clock, prompts=prompts, db=db)
+    boeket = build(
+        settings, config, clock=clock, prompts=prompts, db=db, embedder=LexicalEmbedder()
+    )
     client: TestClient[Any, Any] = TestClient(TestServer(web_app(boeket, timer=False)))
     await client.start_server()
     try:

@@ -24,6 +24,7 @@ from bot.app import Boeket, build, web_app
 from bot.clock import ManualClock
 from bot.config import OrgConfig, parse_config
 from bot.domain import OccurrenceStatus, Step
+from bot.embedders import LexicalEmbedder
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
@@ -129,7 +130,9 @@ async def _env(
     await server.start_server()
     fake.server = server
     settings = Settings(database_url=db.url, worker_id="teams-test", auto_migrate=True, teams=teams)
-    boeket = build(settings, teams_config(), clock=clock, prompts=prompts, db=db)
+    boeket = build(
+        settings, teams_config(), clock=clock, prompts=prompts, db=db, embedder=LexicalEmbedder()
+    )
     client: TestClient[Any, Any] = TestClient(TestServer(web_app(boeket, timer=False)))
     await client.start_server()
     try:

@@ -20,7 +20,7 @@ def upgrade() -> None:
         "contribution_vectors",
         sa.Column("contribution_id", sa.Integer(), nullable=False),
         sa.Column("organisation_id", sa.String(64), nullable=False),
-        sa.Column("embedder", sa.String(100), nullable=False),
+        sa.Column("embedder", sa.String(200), nullable=False),
         sa.Column("dims", sa.Integer(), nullable=False),
         sa.Column("vector", sa.LargeBinary(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
