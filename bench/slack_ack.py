@@ -510,6 +510,9 @@ async def run(args: argparse.Namespace) -> int:
     profile = cProfile.Profile() if args.profile else None
 
     async with AsyncExitStack() as stack:
+        # First in, last out: on an early stop the servers close before the pool waits for the
+        # load generator's job, which then fails fast instead of waiting on a blocked loop.
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=spawn))
         fake_server = TestServer(fake_app, host=HOST)
         await fake_server.start_server()
         stack.push_async_callback(fake_server.close)
@@ -537,7 +540,6 @@ async def run(args: argparse.Namespace) -> int:
             print("the first prompt was not posted: nothing to reply to", file=sys.stderr)
             return 1
 
-        pool = stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=spawn))
         bench = Bench(
             args,
             boeket,
