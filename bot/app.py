@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import aiohttp
 from aiohttp import web
 
 from adapters.local.adapter import LocalAdapter, LocalChannel, LocalSettings
@@ -14,7 +15,7 @@ from bot.contributions import ContributionService
 from bot.crosspost import Crossposter, LessonTravel
 from bot.cycle import CycleEngine, Texts
 from bot.domain import Person
-from bot.embedders import Embedder, best_available
+from bot.embedders import Embedder, LexicalEmbedder, OpenAIEmbedder, build_embedder
 from bot.matcher import Matcher
 from bot.messages import Ephemeral, Event, Message, Response, Section
 from bot.ports import Adapter, Clock
@@ -78,6 +79,7 @@ class Boeket:
     background: Background
     ticker: Ticker | None = None
     _started: bool = field(default=False, repr=False)
+    _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
     async def handle(self, event: Event) -> Response:
         """Every adapter's way in. A failure answers the person kindly and is logged."""
@@ -102,6 +104,19 @@ class Boeket:
     async def start(self, *, timer: bool = True) -> None:
         if self.settings.auto_migrate:
             await self.db.upgrade()
+        endpoint = self.settings.embeddings
+        if self.settings.embedder == "openai" and endpoint is not None:
+            # The endpoint's HTTP session lives as long as Boeket does.
+            self._session = aiohttp.ClientSession()
+            self.matcher.embedder = OpenAIEmbedder(
+                session=self._session,
+                base_url=endpoint.base_url,
+                model=endpoint.model,
+                dimensions=endpoint.dimensions,
+                api_key=endpoint.api_key or None,
+                api_version=endpoint.api_version or None,
+                auth_header="api-key" if endpoint.api_version else "authorization",
+            )
         indexed = await self.matcher.load(self.config.organisation.id)
         log.info("matcher: %d contributions indexed with %s", indexed, self.matcher.embedder.name)
         for adapter in self.adapters.values():
@@ -117,6 +132,9 @@ class Boeket:
         if self.ticker is not None:
             self.ticker.stop()
         await self.background.drain()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         for adapter in self.adapters.values():
             await adapter.stop()
         await self.db.dispose()
@@ -172,7 +190,7 @@ def build(
         worker=settings.worker_id,
     )
     matcher = Matcher(
-        embedder=embedder or best_available(),
+        embedder=embedder or _embedder(settings),
         vectors=VectorRepository(db),
         contributions=contributions,
         clock=clock,
@@ -219,6 +237,13 @@ def build(
         crossposter=crossposter,
         background=background,
     )
+
+
+def _embedder(settings: Settings) -> Embedder:
+    """The configured embedder; for an endpoint, the lexical one until `start` connects it."""
+    if settings.embedder == "openai":
+        return LexicalEmbedder()
+    return build_embedder(settings.embedder)  # type: ignore[arg-type]
 
 
 async def _health(request: web.Request) -> web.Response:

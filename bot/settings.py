@@ -25,6 +25,20 @@ class SettingsError(ValueError):
         self.expected = expected
 
 
+EMBEDDERS = ("auto", "lexical", "use", "e5", "e5-both", "ensemble", "openai")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingEndpoint:
+    """An OpenAI-compatible embeddings endpoint (OpenAI, Azure OpenAI, a local server)."""
+
+    base_url: str
+    model: str
+    dimensions: int
+    api_key: str = ""
+    api_version: str = ""  # Azure OpenAI: sent as the api-version query parameter
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -38,6 +52,8 @@ class Settings:
     worker_id: str = ""
     auto_migrate: bool = True
     slack: SlackSettings | None = None
+    embedder: str = "auto"
+    embeddings: EmbeddingEndpoint | None = None
     teams: TeamsSettings | None = None
 
     @classmethod
@@ -57,6 +73,8 @@ class Settings:
             worker_id=env.get("BOEKET_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             auto_migrate=env.get("BOEKET_AUTO_MIGRATE", "true").lower() not in {"0", "false", "no"},
             slack=SlackSettings.from_env(env),
+            embedder=_embedder(env),
+            embeddings=_endpoint(env),
             teams=TeamsSettings.from_env(env),
         )
 
@@ -79,3 +97,30 @@ def _number[T: (int, float)](
     if not lo <= value <= hi:
         raise SettingsError(name, raw, expected)
     return value
+
+
+def _embedder(env: Mapping[str, str]) -> str:
+    choice = env.get("BOEKET_EMBEDDER", "auto").lower()
+    if choice not in EMBEDDERS:
+        raise SettingsError("BOEKET_EMBEDDER", choice, " | ".join(EMBEDDERS))
+    if choice == "openai" and not env.get("BOEKET_EMBEDDINGS_URL"):
+        raise SettingsError("BOEKET_EMBEDDINGS_URL", "", "the endpoint's base URL for openai")
+    return choice
+
+
+def _endpoint(env: Mapping[str, str]) -> EmbeddingEndpoint | None:
+    url = env.get("BOEKET_EMBEDDINGS_URL", "")
+    if not url:
+        return None
+    if not url.startswith(("https://", "http://")):
+        raise SettingsError("BOEKET_EMBEDDINGS_URL", url, "an http(s) URL")
+    model = env.get("BOEKET_EMBEDDINGS_MODEL", "")
+    if not model:
+        raise SettingsError("BOEKET_EMBEDDINGS_MODEL", "", "the model or deployment name")
+    return EmbeddingEndpoint(
+        base_url=url,
+        model=model,
+        dimensions=_number(env, "BOEKET_EMBEDDINGS_DIMENSIONS", 1536, int, "a number", 8, 8192),
+        api_key=env.get("BOEKET_EMBEDDINGS_KEY", ""),
+        api_version=env.get("BOEKET_EMBEDDINGS_API_VERSION", ""),
+    )

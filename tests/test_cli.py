@@ -351,3 +351,48 @@ def test_debug_logging_keeps_database_drivers_quiet() -> None:
     configure_logging("DEBUG")
     for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool"):
         assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING, name
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"BOEKET_EMBEDDER": "word2vec"}, "BOEKET_EMBEDDER"),
+        ({"BOEKET_EMBEDDER": "openai"}, "BOEKET_EMBEDDINGS_URL"),
+        (
+            {"BOEKET_EMBEDDINGS_URL": "ftp://x", "BOEKET_EMBEDDINGS_MODEL": "m"},
+            "BOEKET_EMBEDDINGS_URL",
+        ),
+        ({"BOEKET_EMBEDDINGS_URL": "https://x.example/v1"}, "BOEKET_EMBEDDINGS_MODEL"),
+    ],
+)
+def test_bad_embedder_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    named: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config", "check", str(EXAMPLE_CONFIG)]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+
+
+def test_an_embeddings_endpoint_is_read_from_the_environment() -> None:
+    from bot.settings import Settings
+
+    settings = Settings.from_env(
+        {
+            "BOEKET_EMBEDDER": "openai",
+            "BOEKET_EMBEDDINGS_URL": "https://x.openai.azure.com/openai/deployments/e",
+            "BOEKET_EMBEDDINGS_MODEL": "text-embedding-3-small",
+            "BOEKET_EMBEDDINGS_DIMENSIONS": "1536",
+            "BOEKET_EMBEDDINGS_KEY": "k",
+            "BOEKET_EMBEDDINGS_API_VERSION": "2024-02-01",
+        }
+    )
+    assert settings.embedder == "openai"
+    assert settings.embeddings is not None
+    assert (
+        settings.embeddings.dimensions == 1536 and settings.embeddings.api_version == "2024-02-01"
+    )
