@@ -177,8 +177,9 @@ async def run_demo(
         while now <= end:
             clock.set(now)
             await script.run_due(now)
+            await boeket.background.drain()  # matching and crossposting of what was just said
             report = await boeket.cycle.tick(now)
-            sent += report.sent
+            sent += report.sent + await boeket.crossposter.tick(now)
             if report.sent:
                 for occ in await occurrences.all(config.organisation.id):
                     if (

@@ -41,6 +41,16 @@ def _insert(db: Database, table: Any) -> postgresql.Insert | sqlite.Insert:
     return sqlite.insert(table)
 
 
+def _claimable(
+    table: type[OccurrenceRow] | type[CrosspostRow], now: datetime, lease: timedelta
+) -> Any:
+    """Pending, or claimed longer than `lease` ago by a worker that has since died."""
+    return or_(
+        table.status == OccurrenceStatus.PENDING.value,
+        and_(table.status == OccurrenceStatus.CLAIMED.value, table.claimed_at < now - lease),
+    )
+
+
 def _occurrence(row: OccurrenceRow) -> Occurrence:
     return Occurrence(
         id=row.id,
@@ -137,13 +147,7 @@ class OccurrenceRepository:
             .where(
                 OccurrenceRow.organisation_id == organisation_id,
                 OccurrenceRow.due_at <= now,
-                or_(
-                    OccurrenceRow.status == OccurrenceStatus.PENDING.value,
-                    and_(
-                        OccurrenceRow.status == OccurrenceStatus.CLAIMED.value,
-                        OccurrenceRow.claimed_at < now - lease,
-                    ),
-                ),
+                _claimable(OccurrenceRow, now, lease),
             )
             .order_by(OccurrenceRow.due_at, OccurrenceRow.id)
             .limit(limit)
@@ -157,13 +161,7 @@ class OccurrenceRepository:
             update(OccurrenceRow)
             .where(
                 OccurrenceRow.id == occurrence_id,
-                or_(
-                    OccurrenceRow.status == OccurrenceStatus.PENDING.value,
-                    and_(
-                        OccurrenceRow.status == OccurrenceStatus.CLAIMED.value,
-                        OccurrenceRow.claimed_at < now - lease,
-                    ),
-                ),
+                _claimable(OccurrenceRow, now, lease),
             )
             .values(
                 status=OccurrenceStatus.CLAIMED.value,
@@ -670,13 +668,7 @@ class CrosspostRepository:
             .where(
                 CrosspostRow.organisation_id == organisation_id,
                 CrosspostRow.due_at <= now,
-                or_(
-                    CrosspostRow.status == OccurrenceStatus.PENDING.value,
-                    and_(
-                        CrosspostRow.status == OccurrenceStatus.CLAIMED.value,
-                        CrosspostRow.claimed_at < now - lease,
-                    ),
-                ),
+                _claimable(CrosspostRow, now, lease),
             )
             .order_by(CrosspostRow.score.desc(), CrosspostRow.id)
         )
@@ -688,13 +680,7 @@ class CrosspostRepository:
             update(CrosspostRow)
             .where(
                 CrosspostRow.id == crosspost_id,
-                or_(
-                    CrosspostRow.status == OccurrenceStatus.PENDING.value,
-                    and_(
-                        CrosspostRow.status == OccurrenceStatus.CLAIMED.value,
-                        CrosspostRow.claimed_at < now - lease,
-                    ),
-                ),
+                _claimable(CrosspostRow, now, lease),
             )
             .values(status=OccurrenceStatus.CLAIMED.value, claimed_by=worker, claimed_at=now)
             .execution_options(synchronize_session=False)
