@@ -73,8 +73,12 @@ class Database:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            # hide_parameters: errors and logs never carry people's words or ids.
-            engine = create_async_engine(full, hide_parameters=True)
+            # hide_parameters: errors and logs never carry people's words or ids. One connection
+            # per engine: SQLite has one writer anyway, and queueing in the pool is far cheaper
+            # than many connections busy-waiting on the file lock.
+            engine = create_async_engine(
+                full, hide_parameters=True, pool_size=1, max_overflow=0, pool_timeout=60
+            )
             _sqlite_pragmas(engine)
         else:
             connect_args: dict[str, Any] = {}

@@ -157,5 +157,4 @@ async def boeket(
     try:
         yield app
     finally:
-        for adapter in app.adapters.values():
-            await adapter.stop()
+        await app.stop()  # background work drained, adapters stopped, connections closed

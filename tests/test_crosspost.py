@@ -141,7 +141,7 @@ async def world(db: Database, prompts: PromptLibrary) -> AsyncIterator[World]:
     try:
         yield w
     finally:
-        await w.boeket.background.drain()
+        await w.boeket.stop()  # drains background work, stops adapters, closes connections
 
 
 @pytest.fixture(params=["lexical", "model"])
@@ -158,7 +158,7 @@ async def any_world(
     try:
         yield w
     finally:
-        await w.boeket.background.drain()
+        await w.boeket.stop()  # drains background work, stops adapters, closes connections
 
 
 async def test_a_handover_lesson_reaches_the_ward_and_not_ict(any_world: World) -> None:
@@ -336,7 +336,7 @@ async def test_quiet_hours_hold_a_suggestion_until_morning(
     clock.set(cp.due_at)
     assert await boeket.crossposter.tick() >= 1
     assert len(world.suggestions("verpleegafdeling")) == 1
-    await boeket.background.drain()
+    await boeket.stop()
 
 
 async def test_two_organisations_in_one_database_never_meet(
@@ -373,8 +373,8 @@ async def test_two_organisations_in_one_database_never_meet(
     probe = await second.matcher.embed_query(HANDOVER["what"])
     found = {hit.contribution_id for hit in second.matcher.search("ziekenhuis-b", probe, 50)}
     assert found and found <= b_ids
-    await first.background.drain()
-    await second.background.drain()
+    await first.stop()
+    await second.stop()
 
 
 async def test_suggestions_are_posted_once_across_workers(
@@ -396,4 +396,4 @@ async def test_suggestions_are_posted_once_across_workers(
         m for m in replica.local.messages("verpleegafdeling") if m.author_id == "boeket"
     ]
     assert len(everywhere) == 1
-    await replica.background.drain()
+    await replica.stop()

@@ -115,6 +115,7 @@ class SlackAdapter:
         self._pace_lock = asyncio.Lock()
         self._clients: dict[str, AsyncWebClient] = {}
         self._privacy: dict[tuple[str, str], tuple[bool, float]] = {}
+        self._pending: set[asyncio.Future[None]] = set()
         self._socket_handler: Any = None
         self._installations: AsyncSQLAlchemyInstallationStore | None = None
         self.client = self._new_client(settings.bot_token or None)
@@ -171,7 +172,20 @@ class SlackAdapter:
         else:
             log.info("Slack: listening at /slack/events (%s workspace mode)", self._settings.mode)
 
+    def _later(self, call: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await call
+            except SlackApiError as exc:
+                log.warning("Slack: a whisper to one person failed (%s)", slack_error(exc))
+
+        task = asyncio.ensure_future(run())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     async def stop(self) -> None:
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
             self._socket_handler = None
@@ -383,15 +397,18 @@ class SlackAdapter:
             return
         name = await self._name(client, event.workspace, event.person.id)
         event = _with_person(event, Person(event.person.id, name))
-        response = await self._handle(event)
+        response = await self._handle(event)  # stored before Slack gets its answer
         if isinstance(response, Ephemeral):
+            # The follow-up question may come a moment later: Slack's answer does not wait for it.
             text, blocks = translate.message_payload(response.message)
-            await client.chat_postEphemeral(
-                channel=event.channel.channel,
-                user=event.person.id,
-                text=text,
-                blocks=blocks,
-                thread_ts=event.thread_id,
+            self._later(
+                client.chat_postEphemeral(
+                    channel=event.channel.channel,
+                    user=event.person.id,
+                    text=text,
+                    blocks=blocks,
+                    thread_ts=event.thread_id,
+                )
             )
 
     async def _on_home(self, body: dict[str, Any], client: AsyncWebClient) -> None:
