@@ -193,6 +193,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, prompts: PromptLibrar
                 days=args.days,
                 prompts=prompts,
                 progress=progress,
+                embedder=args.embedder,
             )
         )
     print(
@@ -377,6 +378,13 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--start", type=_date, help="first day, YYYY-MM-DD (default today)")
     demo.add_argument("--database", help="database URL (default: a temporary SQLite file)")
     demo.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    demo.add_argument(
+        "--embedder",
+        choices=("lexical", "auto"),
+        default="lexical",
+        help="how lessons are matched: lexical (default; the demo runs in seconds) or auto "
+        "(the best installed model, as `boeket run` uses)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     db = sub.add_parser("db", help="database tasks")

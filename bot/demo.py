@@ -153,6 +153,7 @@ async def run_demo(
     days: int = 14,
     prompts: PromptLibrary | None = None,
     progress: Callable[[str], None] | None = None,
+    embedder: str = "lexical",
 ) -> DemoResult:
     """Simulate `days` days from `start` (local midnight in the organisation's zone)."""
     began = time.perf_counter()
@@ -160,7 +161,7 @@ async def run_demo(
     t0 = datetime.combine(start, datetime.min.time()).replace(tzinfo=zone).astimezone(UTC)
     end = t0 + timedelta(days=days)
     clock = ManualClock(t0)
-    settings = Settings(database_url=database_url, worker_id="demo")
+    settings = Settings(database_url=database_url, worker_id="demo", embedder=embedder)
     boeket: Boeket = build(settings, config, clock=clock, prompts=prompts)
     await boeket.start(timer=False)
     try:
