@@ -51,6 +51,27 @@ def _claimable(
     )
 
 
+async def _claim(
+    db: Database,
+    table: type[OccurrenceRow] | type[CrosspostRow],
+    row_id: int,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+    **extra: Any,
+) -> bool:
+    """The conditional UPDATE that lets exactly one worker take a claimable row."""
+    stmt = (
+        update(table)
+        .where(table.id == row_id, _claimable(table, now, lease))
+        .values(status=OccurrenceStatus.CLAIMED.value, claimed_by=worker, claimed_at=now, **extra)
+        .execution_options(synchronize_session=False)
+    )
+    async with db.sessions.begin() as session:
+        result = await session.execute(stmt)
+    return bool(result.rowcount == 1)
+
+
 def _occurrence(row: OccurrenceRow) -> Occurrence:
     return Occurrence(
         id=row.id,
@@ -157,23 +178,15 @@ class OccurrenceRepository:
 
     async def claim(self, occurrence_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
         """Take an occurrence for `worker`. A conditional UPDATE: only one worker can win it."""
-        stmt = (
-            update(OccurrenceRow)
-            .where(
-                OccurrenceRow.id == occurrence_id,
-                _claimable(OccurrenceRow, now, lease),
-            )
-            .values(
-                status=OccurrenceStatus.CLAIMED.value,
-                claimed_by=worker,
-                claimed_at=now,
-                attempts=OccurrenceRow.attempts + 1,
-            )
-            .execution_options(synchronize_session=False)
+        return await _claim(
+            self._db,
+            OccurrenceRow,
+            occurrence_id,
+            worker,
+            now,
+            lease,
+            attempts=OccurrenceRow.attempts + 1,
         )
-        async with self._db.sessions.begin() as session:
-            result = await session.execute(stmt)
-        return bool(result.rowcount == 1)
 
     async def finish(
         self,
@@ -676,18 +689,8 @@ class CrosspostRepository:
             return [_crosspost(r) for r in (await session.scalars(stmt)).all()]
 
     async def claim(self, crosspost_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
-        stmt = (
-            update(CrosspostRow)
-            .where(
-                CrosspostRow.id == crosspost_id,
-                _claimable(CrosspostRow, now, lease),
-            )
-            .values(status=OccurrenceStatus.CLAIMED.value, claimed_by=worker, claimed_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        async with self._db.sessions.begin() as session:
-            result = await session.execute(stmt)
-        return bool(result.rowcount == 1)
+        """Take a suggestion for `worker`, like an occurrence: only one worker can win it."""
+        return await _claim(self._db, CrosspostRow, crosspost_id, worker, now, lease)
 
     async def finish(
         self,
