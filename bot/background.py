@@ -33,7 +33,11 @@ class Background:
     async def drain(self) -> None:
         """Wait for everything spawned so far (and what it spawns)."""
         while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+            tasks = list(self._tasks)
+            await asyncio.gather(*tasks)
+            # Remove them here: their done-callbacks may not have run yet, and awaiting
+            # finished tasks again would never yield to the loop.
+            self._tasks.difference_update(tasks)
 
     def __len__(self) -> int:
         return len(self._tasks)
