@@ -207,3 +207,27 @@ class AdapterStateRow(Base):
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime]
+
+
+class DigestRow(Base):
+    """One weekly digest of one organisation; the unique week makes posting it exactly once."""
+
+    __tablename__ = "digests"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "week_start", name="uq_digest_week"),
+        Index("ix_digests_due", "organisation_id", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    week_start: Mapped[date]  # the Monday of the week the digest looks back on
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    platform: Mapped[str | None] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(200))
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str | None] = mapped_column(String(500))
