@@ -29,6 +29,7 @@ from storage.tables import (
     ContributionVectorRow,
     CrosspostFeedbackRow,
     CrosspostRow,
+    DigestRow,
     OccurrenceRow,
     PersonSettingsRow,
 )
@@ -41,9 +42,10 @@ def _insert(db: Database, table: Any) -> postgresql.Insert | sqlite.Insert:
     return sqlite.insert(table)
 
 
-def _claimable(
-    table: type[OccurrenceRow] | type[CrosspostRow], now: datetime, lease: timedelta
-) -> Any:
+ClaimTable = type[OccurrenceRow] | type[CrosspostRow] | type[DigestRow]
+
+
+def _claimable(table: ClaimTable, now: datetime, lease: timedelta) -> Any:
     """Pending, or claimed longer than `lease` ago by a worker that has since died."""
     return or_(
         table.status == OccurrenceStatus.PENDING.value,
@@ -53,7 +55,7 @@ def _claimable(
 
 async def _claim(
     db: Database,
-    table: type[OccurrenceRow] | type[CrosspostRow],
+    table: ClaimTable,
     row_id: int,
     worker: str,
     now: datetime,
