@@ -3,12 +3,14 @@ events, settings from the environment, pacing and backoff."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 
 import pytest
 
 from adapters.teams import cards
-from adapters.teams.delivery import Bucket, retry_delay, take
+from adapters.teams.delivery import Pacer, next_slot, retry_delay
+from adapters.teams.settings import TEAMS_LIMITS
 from adapters.teams.settings import TeamsSettings, TeamsSettingsError
 from bot.messages import (
     Actions,
@@ -218,7 +220,12 @@ def test_clicks_and_dialog_submits() -> None:
         activity(type="invoke", name="task/submit", value={"data": data})
     )
     assert isinstance(submit, FormEvent)
-    assert submit.submission_id == "29:1fatima:s1"
+    # One key per person and dialog (a double click stores once), without the person's id in it:
+    # it becomes part of an anonymous answer's stored key.
+    assert submit.submission_id == cards.submission_key("29:1fatima", "s1")
+    assert "fatima" not in submit.submission_id
+    assert cards.submission_key("29:1jeroen", "s1") != submit.submission_id
+    assert cards.submission_key("29:1fatima", "s2") != submit.submission_id
     assert submit.values == {"what": "Iets", "anonymous": "true"}
     assert submit.meta == {"department": "ok"}
 
@@ -293,13 +300,44 @@ def test_half_set_teams_settings_name_the_variable(env: dict[str, str], name: st
 # --- pacing and backoff -------------------------------------------------------------------------
 
 
-def test_token_bucket_allows_a_burst_then_paces() -> None:
-    bucket = Bucket(7.0, 0.0)
-    waits = [take(bucket, 0.0, capacity=7, rate=2.0) for _ in range(9)]
-    assert waits[:7] == [0.0] * 7
-    assert waits[7:] == [0.5, 1.0]
-    assert take(bucket, 10.0, capacity=7, rate=2.0) == 0.0  # refilled, never above capacity
-    assert bucket.tokens == 6.0
+def most_in_any_window(moments: list[float], seconds: float) -> int:
+    """The largest number of `moments` inside one half-open window (t - seconds, t]."""
+    ordered = sorted(moments)
+    return max(sum(1 for m in ordered if end - seconds < m <= end) for end in ordered)
+
+
+def test_pacing_keeps_every_teams_window_even_for_a_long_queue() -> None:
+    sent: deque[float] = deque()
+    slots = [next_slot(sent, 0.0, TEAMS_LIMITS) for _ in range(200)]
+    assert slots[:7] == [0.0] * 7  # a burst goes at once
+    assert slots == sorted(slots)
+    for count, seconds in TEAMS_LIMITS:
+        assert most_in_any_window(slots, seconds) <= count, (count, seconds)
+    # Not slower than it must be: the 60-in-30-seconds window is full, not half empty.
+    assert most_in_any_window(slots, 30.0) == 60
+    # 1800 an hour: the 1801st message of a sustained stream waits for the hour to pass.
+    hour: deque[float] = deque()
+    moments = [next_slot(hour, 0.0, TEAMS_LIMITS) for _ in range(1801)]
+    assert moments[-1] >= 3600.0
+    assert most_in_any_window(moments, 3600.0) == 1800
+
+
+async def test_pacer_waits_per_conversation() -> None:
+    now = [0.0]
+    waited: dict[str, float] = {}
+    current = [""]
+
+    async def sleep(seconds: float) -> None:
+        waited[current[0]] = waited.get(current[0], 0.0) + seconds
+
+    pacer = Pacer(TEAMS_LIMITS, monotonic=lambda: now[0], sleep=sleep)
+    current[0] = "busy"
+    for _ in range(20):
+        await pacer.wait("19:busy@thread.tacv2")
+    current[0] = "quiet"
+    await pacer.wait("19:quiet@thread.tacv2")  # not queued behind the busy channel
+    assert waited.get("busy", 0.0) > 0
+    assert "quiet" not in waited
 
 
 def test_retry_delay_honours_retry_after_else_backs_off_with_jitter() -> None:

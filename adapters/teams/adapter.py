@@ -1,9 +1,11 @@
 """Microsoft Teams: the Microsoft 365 Agents SDK (`AgentApplication`, `CloudAdapter`) in Boeket.
 
 One endpoint, ``POST /api/messages``, takes every activity Teams sends. The route handler checks
-the Bot Framework token itself (the SDK's JWT middleware would need Boeket's one aiohttp
-application to carry string keys and a middleware of its own), refuses activities from another
-tenant, and hands the request to ``CloudAdapter.process_request`` with the verified identity.
+the Bot Framework token itself (`auth.BotFrameworkTokens`; the SDK's JWT middleware would need
+Boeket's one aiohttp application to carry string keys, and its validator reads keys from
+hard-coded URLs), refuses activities from another tenant, and hands the request to
+``CloudAdapter.process_request`` with the verified identity. Outgoing calls carry a token from
+`auth.ClientCredentials`.
 
 What people see, and where (Teams has no ephemeral messages in channels):
 
@@ -14,6 +16,9 @@ What people see, and where (Teams has no ephemeral messages in channels):
 * Anything else for one person — the thanks after an @mention reply, help, a form asked for in a
   message — goes to the person's 1:1 chat with Boeket, never to the channel. A form sent there
   as a card is updated in place when it is submitted: with the errors, or with the confirmation.
+* A card Boeket posted with buttons (a prompt) is remembered; when a dialog opened from it is
+  completed, the card is updated in place with a "received" line — never with the answer, nor
+  who gave it.
 
 Proactive posts use the conversation reference stored when Boeket was installed in the team (or
 first heard in a channel). The SDK neither paces nor retries: `delivery` does both, and a 403
@@ -22,6 +27,7 @@ first heard in a channel). The SDK neither paces nor retries: `delivery` does bo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,24 +36,23 @@ from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from aiohttp import ClientResponseError, web
-from jwt import PyJWTError
 from microsoft_agents.activity import (
     Activity,
     ConversationParameters,
     ConversationReference,
 )
-from microsoft_agents.authentication.msal import MsalConnectionManager
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import (
     AgentApplication,
     AgentAuthConfiguration,
     ClaimsIdentity,
+    ConnectionManager,
     MemoryStorage,
     RouteRank,
     TurnContext,
     TurnState,
 )
-from microsoft_agents.hosting.core.authorization import AuthTypes, JwtTokenValidator
+from microsoft_agents.hosting.core.authorization import AuthTypes
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from microsoft_agents.hosting.msteams import TeamsAgentExtension
 from microsoft_teams.api.models import (
@@ -59,10 +64,18 @@ from microsoft_teams.api.models import (
 )
 
 from adapters.teams import cards
+from adapters.teams.auth import (
+    BotFrameworkTokens,
+    ClientCredentials,
+    HttpSession,
+    KeysUnavailable,
+    TokenRefused,
+)
 from adapters.teams.delivery import Pacer, with_retries
 from adapters.teams.settings import TeamsSettings
 from bot.domain import ChannelRef, Person, PostedMessage
 from bot.messages import (
+    Actions,
     Ephemeral,
     Event,
     FormDone,
@@ -77,6 +90,7 @@ from bot.ports import Clock, EventHandler, PermanentDeliveryError
 PLATFORM = "teams"
 MESSAGES_PATH = "/api/messages"
 MAX_BODY = 256 * 1024
+MARK_SECONDS = 3.0  # at most this long marking a card received, inside a dialog's 5 s
 log = logging.getLogger(__name__)
 
 INSTALL_ADVICE = (
@@ -170,7 +184,13 @@ class TeamsAdapter:
         self._title = title
         self._handler: EventHandler | None = None
         self._remembered: set[str] = set()
-        self._pacer = Pacer(capacity=settings.burst, rate=settings.per_second)
+        self._pacer = Pacer(settings.limits)
+        self._http = HttpSession()
+        self._tokens = BotFrameworkTokens(
+            metadata_url=settings.openid_metadata_url,
+            audience=settings.client_id,
+            http=self._http,
+        )
         if settings.authenticated:
             self._auth = AgentAuthConfiguration(
                 auth_type=AuthTypes.client_secret,
@@ -180,8 +200,13 @@ class TeamsAdapter:
             )
         else:
             self._auth = AgentAuthConfiguration(anonymous_allowed=True)
-        connections = MsalConnectionManager(
-            connections_configurations={"SERVICE_CONNECTION": self._auth}
+
+        def provider(configuration: AgentAuthConfiguration) -> ClientCredentials:
+            return ClientCredentials(configuration, settings.login_url, self._http)
+
+        connections = ConnectionManager(
+            provider_factory=provider,
+            connections_configurations={"SERVICE_CONNECTION": self._auth},
         )
         self._cloud = CloudAdapter(connection_manager=connections)
         # The SDK's default posts "Exception caught : …" with the connector's reply into the chat.
@@ -214,7 +239,7 @@ class TeamsAdapter:
             )
 
     async def stop(self) -> None:
-        return None
+        await self._http.close()
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [web.post(MESSAGES_PATH, self._messages)]
@@ -223,17 +248,21 @@ class TeamsAdapter:
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         claims = ClaimsIdentity()  # anonymous: only in development mode
+        endorsements: frozenset[str] = frozenset()
         if self._settings.authenticated:
             token = _bearer(request.headers.get("Authorization", ""))
             if token is None:
                 return web.json_response({"error": "unauthorized"}, status=401)
             try:
-                claims = await JwtTokenValidator(self._auth).validate_token(token)
-            except (PyJWTError, ValueError) as exc:
-                log.warning(
-                    "Teams: refused a request with an invalid token (%s)", type(exc).__name__
-                )
+                verified = await self._tokens.verify(token)
+            except TokenRefused as exc:
+                log.warning("Teams: refused a request whose token is not valid: %s", exc)
                 return web.json_response({"error": "unauthorized"}, status=401)
+            except KeysUnavailable as exc:
+                log.error("Teams: cannot check tokens, the signing keys are unavailable: %s", exc)
+                return web.json_response({"error": "unavailable"}, status=503)
+            claims = ClaimsIdentity(verified.claims, security_token=token)
+            endorsements = verified.endorsements
         if request.content_length is not None and request.content_length > MAX_BODY:
             return web.json_response({"error": "too large"}, status=413)
         try:
@@ -242,6 +271,10 @@ class TeamsAdapter:
             return web.json_response({"error": "expected an activity as JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "expected an activity as JSON"}, status=400)
+        channel_id = str(body.get("channelId") or "").lower()
+        if endorsements and channel_id not in endorsements:
+            log.warning("Teams: refused a token whose key is not endorsed for %r", channel_id)
+            return web.json_response({"error": "unauthorized"}, status=401)
         problem = self._refusal(body, claims)
         if problem is not None:
             log.warning("Teams: refused a %s activity: %s", body.get("type"), problem)
@@ -350,7 +383,7 @@ class TeamsAdapter:
     ) -> TaskModuleResponse:
         activity = _activity_json(context)
         await self._remember(context, activity)
-        body = await self._dialog(activity, cards.interaction_event(activity))
+        body = await self._dialog(context, activity, cards.interaction_event(activity))
         return TaskModuleResponse.model_validate(body)
 
     async def _on_extension_fetch(
@@ -358,19 +391,21 @@ class TeamsAdapter:
     ) -> MessagingExtensionActionResponse:
         activity = _activity_json(context)
         await self._remember(context, activity)
-        body = await self._dialog(activity, cards.extension_command(activity))
+        body = await self._dialog(context, activity, cards.extension_command(activity))
         return MessagingExtensionActionResponse.model_validate(body)
 
     async def _on_extension_submit(
         self, context: TurnContext, state: TurnState, action: MessagingExtensionAction
     ) -> MessagingExtensionResponse:
         activity = _activity_json(context)
-        body = await self._dialog(activity, cards.extension_submit(activity))
+        body = await self._dialog(context, activity, cards.extension_submit(activity))
         # The SDK types a submitAction answer as a compose-extension result, but Teams also
         # takes a `task` (the dialog again, with errors); the model keeps it as an extra field.
         return MessagingExtensionResponse.model_validate(body)
 
-    async def _dialog(self, activity: Mapping[str, Any], event: Event | None) -> dict[str, Any]:
+    async def _dialog(
+        self, context: TurnContext, activity: Mapping[str, Any], event: Event | None
+    ) -> dict[str, Any]:
         """The invoke body for a click or a dialog submit: what only this person sees."""
         if event is None:
             return cards.dialog_message(self._received)
@@ -380,8 +415,12 @@ class TeamsAdapter:
         title = form.title if form is not None else self._title
         match response:
             case ShowForm(form=shown):
+                channel = cards.channel_of(activity)
                 card = cards.form_card(
-                    shown, submission=secrets.token_urlsafe(12), channel=cards.channel_of(activity)
+                    shown,
+                    submission=secrets.token_urlsafe(12),
+                    channel=channel,
+                    card=await self._posted_card(cards.card_message_id(activity), channel),
                 )
                 return cards.dialog_response(shown.title, card)
             case FormErrors(errors=errors):
@@ -394,15 +433,75 @@ class TeamsAdapter:
                     channel=routing[3],
                     values=cards.submit_values(data),
                     errors=errors,
+                    card=cards.routing_card(data),
                 )
                 return cards.dialog_response(form.title, card)
-            case (
-                FormDone(confirmation=message)
-                | Ephemeral(message=message)
-                | ShowHome(message=message)
-            ):
+            case FormDone(confirmation=message):
+                origin = cards.routing_card(data)
+                if origin:
+                    await self._mark_received(context, activity, origin)
+                return cards.dialog_response(title, cards.message_card(message))
+            case Ephemeral(message=message) | ShowHome(message=message):
                 return cards.dialog_response(title, cards.message_card(message))
         return cards.dialog_message(self._received)
+
+    # --- posted cards that show they were answered --------------------------------------------
+
+    async def _remember_card(self, posted: PostedMessage, message: Message) -> None:
+        """Keep a posted card with buttons, to mark it received when its dialog is completed."""
+        if not any(isinstance(b, Actions) and b.buttons for b in message.blocks):
+            return
+        stored = await self._state.get(f"card:{posted.message_id}")
+        await self._state.put(
+            f"card:{posted.message_id}",
+            {
+                "channel": posted.channel.channel,
+                "workspace": posted.channel.workspace,
+                "thread": posted.thread_id,
+                "card": cards.message_card(message),
+                "received": bool(stored and stored.get("received")),
+            },
+            self._clock.now(),
+        )
+
+    async def _posted_card(self, message_id: str, channel: str) -> str:
+        """`message_id` when it is a card Boeket posted in `channel`, else ""."""
+        if not message_id:
+            return ""
+        stored = await self._state.get(f"card:{message_id}")
+        return message_id if stored is not None and stored.get("channel") == channel else ""
+
+    async def _mark_received(
+        self, context: TurnContext, activity: Mapping[str, Any], message_id: str
+    ) -> None:
+        """Update the posted card in place with a "received" line, the first time.
+
+        The answer is stored already: a failure here is logged, and the dialog still confirms.
+        Bounded in time, since Teams wants the dialog's answer within a few seconds.
+        """
+        stored = await self._state.get(f"card:{message_id}")
+        channel = cards.channel_of(activity)
+        if stored is None or stored.get("channel") != channel or stored.get("received"):
+            return
+        posted = PostedMessage(
+            ChannelRef(PLATFORM, channel, str(stored.get("workspace") or "")),
+            message_id,
+            str(stored.get("thread") or message_id),
+        )
+        card = cards.received_card(stored["card"], self._received)
+        try:
+            await asyncio.wait_for(
+                self._update_card(
+                    self._client(context), self._thread(posted), message_id, card, activity
+                ),
+                timeout=MARK_SECONDS,
+            )
+        except Exception as exc:
+            log.warning(
+                "Teams: could not mark card %s as received (%s)", message_id, type(exc).__name__
+            )
+            return
+        await self._state.put(f"card:{message_id}", {**stored, "received": True}, self._clock.now())
 
     async def _answer_in_chat(
         self, context: TurnContext, activity: Mapping[str, Any], response: Response
@@ -521,7 +620,8 @@ class TeamsAdapter:
         """Paced per conversation, retried on 429/412/502/504; 403 and 404 are permanent."""
 
         async def pace() -> None:
-            await self._pacer.wait(conversation)
+            # A channel and its threads share one pace: the stricter reading of Teams' limits.
+            await self._pacer.wait(cards.conversation_root(conversation)[0])
 
         try:
             return await with_retries(
@@ -641,7 +741,9 @@ class TeamsAdapter:
         message_id = await self._proactive(channel, call)
         if not message_id:
             raise RuntimeError("Teams returned no id for the new post")
-        return PostedMessage(channel, message_id, message_id)
+        posted = PostedMessage(channel, message_id, message_id)
+        await self._remember_card(posted, message)
+        return posted
 
     def _thread(self, posted: PostedMessage) -> str:
         channel = posted.channel.channel
@@ -659,10 +761,16 @@ class TeamsAdapter:
             return await self._send(client, conversation, outgoing, bot=bot, reply_to=reply_to)
 
         message_id = await self._proactive(posted.channel, call)
-        return PostedMessage(posted.channel, message_id, posted.thread_id)
+        sent = PostedMessage(posted.channel, message_id, posted.thread_id)
+        await self._remember_card(sent, message)
+        return sent
 
     async def update(self, posted: PostedMessage, message: Message) -> None:
+        await self._remember_card(posted, message)
+        stored = await self._state.get(f"card:{posted.message_id}")
         card = cards.message_card(message)
+        if stored is not None and stored.get("received"):
+            card = cards.received_card(card, self._received)
         conversation = self._thread(posted)
 
         async def call(client: ConnectorClientBase, reference: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ The button's own data is `{"verb": action_id, "value": value}`, the shape the SD
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -253,6 +254,7 @@ def form_card(
     channel: str,
     values: Mapping[str, str] | None = None,
     errors: Mapping[str, str] | None = None,
+    card: str = "",
 ) -> dict[str, Any]:
     """An Adaptive Card for a dialog (task module) or, where no dialog can open, a message.
 
@@ -260,7 +262,9 @@ def form_card(
     back with every submit of the same dialog (a double click, a resubmit after errors), so the
     core stores one contribution for it. `values` refill what the person typed; `errors` appear
     under their fields in the "attention" colour — Teams shows an input's own `errorMessage`
-    only for its client-side checks (required, length).
+    only for its client-side checks (required, length). `card` is the id of the posted card
+    the dialog was opened from (Teams leaves `replyToId` out of a dialog's submit), so that
+    card can show the form was received.
     """
     values = values or {}
     errors = errors or {}
@@ -288,6 +292,8 @@ def form_card(
         "c": channel,
         "spec": form_spec(form),
     }
+    if card:
+        routing["k"] = card
     data = {"verb": FORM_VERB, FORM_KEY: routing}
     submit = {
         "type": "Action.Submit",
@@ -549,6 +555,50 @@ def form_routing(data: Mapping[str, Any]) -> tuple[str, dict[str, str], str, str
     return form_id, dict(meta), sid, channel if isinstance(channel, str) else ""
 
 
+def routing_card(data: Mapping[str, Any]) -> str:
+    """The id of the posted card a form's dialog was opened from, or ""."""
+    card = _dig(data, FORM_KEY, "k")
+    return card if form_routing(data) is not None else ""
+
+
+def submission_key(person_id: str, sid: str) -> str:
+    """The id of one person's submission of one form, from which the person cannot be read.
+
+    It becomes part of the stored contribution's idempotency key, and an anonymous answer must
+    not carry its author's id in any column. The random `sid` never reaches the database, so the
+    hash cannot be matched to a person by trying every id.
+    """
+    digest = hashlib.sha256(f"{person_id}\x00{sid}".encode()).hexdigest()
+    return f"s{digest[:40]}"
+
+
+def card_message_id(activity: Mapping[str, Any]) -> str:
+    """The id of the message whose card was clicked: `replyToId`, else the thread's root."""
+    reply_to = _dig(activity, "replyToId")
+    if reply_to:
+        return reply_to
+    _, root = conversation_root(_dig(activity, "conversation", "id"))
+    return root or ""
+
+
+def received_card(card: Mapping[str, Any], text: str) -> dict[str, Any]:
+    """`card` with a small "✓ received" line under its text, once; its buttons stay.
+
+    Only the fact that something was received: never the answer or who gave it, since the card
+    is seen by the whole channel and answers can be anonymous.
+    """
+    marker = _text_block(f"✓ {_person_text(text, MAX_TITLE)}", size="Small", isSubtle=True)
+    marker["id"] = "boeket-received"
+    body = [
+        e for e in card.get("body", []) if not (isinstance(e, dict) and e.get("id") == marker["id"])
+    ]
+    at = len(body)
+    while at > 0 and isinstance(body[at - 1], dict) and body[at - 1].get("type") == "ActionSet":
+        at -= 1
+    body.insert(at, marker)
+    return {**card, "body": body}
+
+
 def submit_data(activity: Mapping[str, Any]) -> dict[str, Any] | None:
     """The data of a card submit: a message's `value`, or an invoke's `value.data`."""
     value = activity.get("value")
@@ -563,8 +613,9 @@ def submit_data(activity: Mapping[str, Any]) -> dict[str, Any] | None:
 def interaction_event(activity: Mapping[str, Any]) -> ButtonEvent | FormEvent | None:
     """A click or a form submit, from a message with `value`, `task/fetch` or `task/submit`.
 
-    A form's `submission_id` is the person's id with the form's random id: the same for a double
-    click and for a resubmit after errors, and never shared between two people.
+    A form's `submission_id` comes from the person's id and the form's random id: the same for a
+    double click and for a resubmit after errors, never shared between two people, and without
+    the person's id in it (`submission_key`).
     """
     data = submit_data(activity)
     person = person_of(activity)
@@ -577,7 +628,7 @@ def interaction_event(activity: Mapping[str, Any]) -> ButtonEvent | FormEvent | 
         if form_channel and channel.channel != form_channel:
             channel = ChannelRef(PLATFORM, form_channel, channel.workspace)
         return FormEvent(
-            submission_id=f"{person.id}:{sid}",
+            submission_id=submission_key(person.id, sid),
             form_id=form_id,
             channel=channel,
             person=person,

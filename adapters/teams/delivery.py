@@ -1,9 +1,11 @@
 """Pacing and retrying calls to the Bot Connector: the Agents SDK does neither.
 
-Teams allows a bot about 7 messages a second per conversation and 60 in 30 seconds; a token
-bucket per conversation keeps Boeket inside that. A refused call (429, 412) or a gateway error
-(502, 504) raises `aiohttp.ClientResponseError` after one attempt; `retry_delay` says how long to
-wait before the next: `Retry-After` when Teams sends it, else exponential backoff with jitter.
+Teams allows a bot, per conversation, 7 messages a second, 8 in 2 seconds, 60 in 30 seconds and
+1800 an hour. `Pacer` keeps the send times of each conversation and lets a message go only when
+every one of those windows has room — a sliding window, exact, where a token bucket lets up to
+twice its size through in one period. A refused call (429, 412) or a gateway error (502, 504)
+raises `aiohttp.ClientResponseError` after one attempt; `retry_delay` says how long to wait
+before the next: `Retry-After` when Teams sends it, else exponential backoff with jitter.
 """
 
 from __future__ import annotations
@@ -11,29 +13,37 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 RETRYABLE = frozenset({412, 429, 502, 504})
 MAX_RETRY_AFTER = 60.0
 
 
-@dataclass(slots=True)
-class Bucket:
-    tokens: float
-    updated: float
+def next_slot(sent: deque[float], now: float, limits: Sequence[tuple[int, float]]) -> float:
+    """The earliest moment at or after `now` when one more message fits every (n, seconds) limit.
 
-
-def take(bucket: Bucket, now: float, *, capacity: int, rate: float) -> float:
-    """Take one token from `bucket` at `now`; return how long to wait before sending.
-
-    A wait reserves its token (the count goes below zero), so callers queued behind it wait their
-    turn instead of all waking at once.
+    `sent` holds the moments of earlier messages (and reserved slots) in order; the slot found is
+    appended, so a caller queued behind it gets the next one. Moments older than the longest
+    window are dropped.
     """
-    bucket.tokens = min(float(capacity), bucket.tokens + (now - bucket.updated) * rate)
-    bucket.updated = now
-    bucket.tokens -= 1.0
-    return 0.0 if bucket.tokens >= 0 else -bucket.tokens / rate
+    longest = max((seconds for _, seconds in limits), default=0.0)
+    while sent and sent[0] <= now - longest:
+        sent.popleft()
+    slot = max(now, sent[-1]) if sent else now
+    moved = True
+    while moved:
+        moved = False
+        for count, seconds in limits:
+            if len(sent) < count:
+                continue
+            # The count-th latest message must be a full window before the new one.
+            earliest = sent[-count] + seconds
+            if earliest > slot:
+                slot = earliest
+                moved = True
+    sent.append(slot)
+    return slot
 
 
 def retry_delay(
@@ -56,27 +66,33 @@ def retry_delay(
 
 
 class Pacer:
-    """One token bucket per conversation."""
+    """The send times of each conversation, and a wait until the next message may go."""
 
-    def __init__(self, *, capacity: int, rate: float) -> None:
-        self._capacity = capacity
-        self._rate = rate
-        self._buckets: dict[str, Bucket] = {}
-        self._lock = asyncio.Lock()
+    def __init__(
+        self,
+        limits: Sequence[tuple[int, float]],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._limits = tuple(limits)
+        self._longest = max((seconds for _, seconds in self._limits), default=0.0)
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._sent: dict[str, deque[float]] = {}
 
     async def wait(self, conversation: str) -> None:
-        if self._rate <= 0:
+        if not self._limits:
             return
-        async with self._lock:
-            now = time.monotonic()
-            bucket = self._buckets.setdefault(conversation, Bucket(float(self._capacity), now))
-            delay = take(bucket, now, capacity=self._capacity, rate=self._rate)
-            if len(self._buckets) > 10_000:  # forget idle conversations
-                full = [k for k, b in self._buckets.items() if b.tokens >= self._capacity]
-                for key in full[:5_000]:
-                    del self._buckets[key]
-        if delay > 0:
-            await asyncio.sleep(delay)
+        now = self._monotonic()
+        # No await between reading and reserving: one event loop, so no lock is needed.
+        slot = next_slot(self._sent.setdefault(conversation, deque()), now, self._limits)
+        if len(self._sent) > 10_000:  # forget conversations quiet for a whole window
+            idle = [k for k, d in self._sent.items() if not d or d[-1] <= now - self._longest]
+            for key in idle:
+                del self._sent[key]
+        if slot > now:
+            await self._sleep(slot - now)
 
 
 async def with_retries[T](

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 NAMES = ("TEAMS_CLIENT_ID", "TEAMS_CLIENT_SECRET", "TEAMS_TENANT_ID", "TEAMS_DEV_MODE")
+BOT_FRAMEWORK_METADATA = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+ENTRA_LOGIN = "https://login.microsoftonline.com"
+# Teams' limits per bot and conversation: (messages, seconds).
+TEAMS_LIMITS: tuple[tuple[int, float], ...] = ((7, 1.0), (8, 2.0), (60, 30.0), (1800, 3600.0))
 
 
 class TeamsSettingsError(ValueError):
@@ -33,9 +39,12 @@ class TeamsSettings:
     client_secret: str = ""
     tenant_id: str = ""
     dev_mode: bool = False
-    # Per conversation, within Teams' limits of 7 a second and 60 in 30 seconds.
-    burst: int = 7
-    per_second: float = 2.0
+    # Where the Bot Framework publishes the issuer and signing keys of the tokens it sends, and
+    # where Boeket gets its own token. Other values only for a sovereign cloud (or a test).
+    openid_metadata_url: str = BOT_FRAMEWORK_METADATA
+    login_url: str = ENTRA_LOGIN
+    # Per conversation, every window at once: never more than n messages in s seconds.
+    limits: tuple[tuple[int, float], ...] = TEAMS_LIMITS
     max_attempts: int = 4
     backoff_seconds: float = 1.0
 
@@ -93,4 +102,33 @@ class TeamsSettings:
                 "missing: set TEAMS_CLIENT_ID, TEAMS_CLIENT_SECRET and TEAMS_TENANT_ID, or "
                 "TEAMS_DEV_MODE=true to try Teams locally without token validation",
             )
-        return cls(client_id=client_id, client_secret=secret, tenant_id=tenant, dev_mode=dev_mode)
+        return cls(
+            client_id=client_id,
+            client_secret=secret,
+            tenant_id=tenant,
+            dev_mode=dev_mode,
+            openid_metadata_url=_url(env, "TEAMS_OPENID_METADATA_URL", BOT_FRAMEWORK_METADATA),
+            login_url=_url(env, "TEAMS_LOGIN_URL", ENTRA_LOGIN),
+        )
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    """An https URL (plain http only on this machine, for a test's fake server)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    parts = urlsplit(raw)
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        raise TeamsSettingsError(name, f"expected an https URL like {default}")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise TeamsSettingsError(name, "must use https: tokens and keys travel over it")
+    return raw
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
