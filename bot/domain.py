@@ -109,6 +109,9 @@ class Contribution:
     """An answer to a prompt or a shared success.
 
     `author` is None when the contribution is anonymous: no link to the person is kept.
+    `themes` are the organisation's themes it is about, best first, found by Boeket or chosen
+    by the person (`themes_chosen`); `theme` is the first of them. `shareable` is False when the
+    person said it must not be shared outside their department.
     """
 
     id: int
@@ -127,11 +130,17 @@ class Contribution:
     fields: dict[str, str] = field(default_factory=dict)
     goal_id: str | None = None
     theme: str | None = None
+    themes: tuple[str, ...] = ()
+    themes_chosen: bool = False
+    shareable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class NewContribution:
-    """A contribution as the core hands it to storage, before it has an id."""
+    """A contribution as the core hands it to storage, before it has an id.
+
+    `theme` alone is short for `themes=(theme,)`.
+    """
 
     organisation_id: str
     department_id: str
@@ -147,6 +156,9 @@ class NewContribution:
     fields: dict[str, str] = field(default_factory=dict)
     goal_id: str | None = None
     theme: str | None = None
+    themes: tuple[str, ...] = ()
+    themes_chosen: bool = False
+    shareable: bool = True
     delete_token_hash: str | None = None
 
 

@@ -114,7 +114,16 @@ def _contribution(row: ContributionRow) -> Contribution:
         fields=dict(row.fields or {}),
         goal_id=row.goal_id,
         theme=row.theme,
+        themes=tuple(row.themes or ()),
+        themes_chosen=row.themes_chosen,
+        shareable=row.shareable,
     )
+
+
+def _themes(themes: Sequence[str]) -> dict[str, Any]:
+    """The columns for a contribution's themes: the list, and its first as `theme`."""
+    unique = list(dict.fromkeys(themes))
+    return {"themes": unique, "theme": unique[0] if unique else None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +327,9 @@ class ContributionRepository:
             "text": new.text,
             "fields": dict(new.fields),
             "goal_id": new.goal_id,
-            "theme": new.theme,
+            **_themes(new.themes or ((new.theme,) if new.theme else ())),
+            "themes_chosen": new.themes_chosen,
+            "shareable": new.shareable,
             "anonymous": new.anonymous,
             # Anonymous means no link to the person, not a hidden one.
             "author_id": None if new.anonymous or new.author is None else new.author.id,
@@ -403,11 +414,43 @@ class ContributionRepository:
         text: str,
         fields: dict[str, str] | None,
         now: datetime,
+        *,
+        themes: Sequence[str] | None = None,
     ) -> Contribution | None:
-        """Change the text of a contribution, only if `author_id` wrote it. None otherwise."""
+        """Change the text of a contribution (and its themes, when given), only if `author_id`
+        wrote it. None otherwise."""
         values: dict[str, Any] = {"text": text, "updated_at": now}
         if fields is not None:
             values["fields"] = fields
+        if themes is not None:
+            values |= _themes(themes)
+        return await self._update_own(organisation_id, contribution_id, platform, author_id, values)
+
+    async def correct_own(
+        self,
+        organisation_id: str,
+        contribution_id: int,
+        platform: str,
+        author_id: str,
+        *,
+        themes: Sequence[str],
+        shareable: bool,
+        now: datetime,
+    ) -> Contribution | None:
+        """The person's own choice of themes and of sharing, only if `author_id` wrote it."""
+        values = {**_themes(themes), "themes_chosen": True, "shareable": shareable}
+        return await self._update_own(
+            organisation_id, contribution_id, platform, author_id, values | {"updated_at": now}
+        )
+
+    async def _update_own(
+        self,
+        organisation_id: str,
+        contribution_id: int,
+        platform: str,
+        author_id: str,
+        values: dict[str, Any],
+    ) -> Contribution | None:
         stmt = (
             update(ContributionRow)
             .where(

@@ -111,7 +111,10 @@ class ContributionRow(Base):
     text: Mapped[str] = mapped_column(Text)
     fields: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     goal_id: Mapped[str | None] = mapped_column(String(64))
-    theme: Mapped[str | None] = mapped_column(String(64))
+    theme: Mapped[str | None] = mapped_column(String(64))  # the first of `themes`
+    themes: Mapped[list[str] | None] = mapped_column(JSON, default=list)  # best first
+    themes_chosen: Mapped[bool] = mapped_column(Boolean, default=False)  # by the person
+    shareable: Mapped[bool] = mapped_column(Boolean, default=True)  # False: "niet delen"
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     author_id: Mapped[str | None] = mapped_column(String(200))
     author_name: Mapped[str | None] = mapped_column(String(200))

@@ -6,8 +6,10 @@ import asyncio
 from datetime import UTC, date, datetime
 
 import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
+from sqlalchemy.engine import Connection
 
 from bot.domain import Kind, NewContribution, Person, Source
 from storage.db import Database, DatabaseUrlError, alembic_config, normalise_url
@@ -109,6 +111,68 @@ async def test_people_edit_and_delete_only_their_own(db: Database) -> None:
     assert edited.fields == {"followup": "Tijd."}
     assert await repo.delete_own(ORG, mine.id, "local", "U1")
     assert await repo.get(ORG, mine.id) is None
+
+
+async def test_several_themes_are_kept_best_first_with_the_first_as_theme(db: Database) -> None:
+    repo = ContributionRepository(db)
+    new = contribution("local:form:themes")
+    stored, _ = await repo.add(
+        NewContribution(**{**_fields(new), "themes": ("werkdruk", "overdracht", "werkdruk")})
+    )
+    assert stored.themes == ("werkdruk", "overdracht") and stored.theme == "werkdruk"
+    assert not stored.themes_chosen and stored.shareable
+    # A single `theme` is a list of one; no theme at all is an empty list.
+    one, _ = await repo.add(NewContribution(**{**_fields(new), "event_key": "k1", "theme": "x"}))
+    assert (one.theme, one.themes) == ("x", ("x",))
+    none, _ = await repo.add(NewContribution(**{**_fields(new), "event_key": "k2"}))
+    assert (none.theme, none.themes) == (None, ())
+    # Editing the text re-tags; the person's correction is kept as chosen, with "niet delen".
+    edited = await repo.update_own(
+        ORG, stored.id, "local", "U1", "Anders.", None, NOW, themes=("verzuim",)
+    )
+    assert edited is not None and edited.themes == ("verzuim",) and edited.theme == "verzuim"
+    assert (
+        await repo.correct_own(ORG, stored.id, "local", "U2", themes=(), shareable=False, now=NOW)
+        is None
+    )  # not hers
+    corrected = await repo.correct_own(
+        ORG, stored.id, "local", "U1", themes=("overdracht", "werkdruk"), shareable=False, now=NOW
+    )
+    assert corrected is not None
+    assert corrected.themes == ("overdracht", "werkdruk") and corrected.theme == "overdracht"
+    assert corrected.themes_chosen and not corrected.shareable
+    assert (await repo.get(ORG, stored.id)) == corrected
+
+
+def _fields(new: NewContribution) -> dict[str, object]:
+    return {name: getattr(new, name) for name in NewContribution.__dataclass_fields__}
+
+
+async def test_migration_0007_keeps_each_existing_theme(db: Database) -> None:
+    def downgrade(connection: Connection) -> None:
+        config = alembic_config(db.url)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+
+    async with db.engine.begin() as conn:
+        await conn.run_sync(downgrade)
+        for key, theme in (("a", "werkdruk"), ("b", None)):
+            await conn.execute(
+                text(
+                    "INSERT INTO contributions (organisation_id, department_id, kind, source, "
+                    "round_date, text, fields, goal_id, theme, anonymous, platform, event_key, "
+                    "created_at, updated_at) VALUES ('org-a', 'ok', 'les', 'share', "
+                    "'2027-03-02', 'Een les.', '{}', NULL, :theme, false, 'local', :key, "
+                    "'2027-03-01 12:00:00', '2027-03-01 12:00:00')"
+                ),
+                {"theme": theme, "key": key},
+            )
+    await db.upgrade()
+    by_key = {c.event_key: c for c in await ContributionRepository(db).all(ORG)}
+    assert by_key["a"].themes == ("werkdruk",) and by_key["a"].theme == "werkdruk"
+    assert by_key["a"].themes_chosen  # before, only the person could set a theme
+    assert by_key["b"].themes == () and not by_key["b"].themes_chosen
+    assert by_key["a"].shareable and by_key["b"].shareable
 
 
 async def test_state_store_keeps_json_per_platform(db: Database) -> None:
