@@ -14,6 +14,7 @@ from bot.config import OrgConfig
 from bot.contributions import ContributionService
 from bot.crosspost import Crossposter, LessonTravel
 from bot.cycle import CycleEngine, Texts
+from bot.digest import DigestEngine
 from bot.domain import Person
 from bot.embedders import Embedder, LexicalEmbedder, OpenAIEmbedder, build_embedder
 from bot.matcher import Matcher
@@ -23,6 +24,7 @@ from bot.scheduler import Ticker, tick_interval
 from bot.settings import Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
+from storage.digests import DigestRepository
 from storage.repositories import (
     ContributionRepository,
     CrosspostRepository,
@@ -77,6 +79,7 @@ class Boeket:
     matcher: Matcher
     crossposter: Crossposter
     background: Background
+    digest: DigestEngine
     ticker: Ticker | None = None
     _started: bool = field(default=False, repr=False)
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
@@ -97,9 +100,10 @@ class Boeket:
             return Ephemeral(Message(text=text, blocks=(Section(text),)))
 
     async def tick(self) -> None:
-        """One beat of the timer: the learning cycle's due steps, then due suggestions."""
+        """One beat of the timer: the learning cycle's due steps, due suggestions, the digest."""
         await self.cycle.tick()
         await self.crossposter.tick()
+        await self.digest.tick()
 
     async def start(self, *, timer: bool = True) -> None:
         if self.settings.auto_migrate:
@@ -236,6 +240,15 @@ def build(
         matcher=matcher,
         crossposter=crossposter,
         background=background,
+        digest=DigestEngine(
+            config=config,
+            texts=texts,
+            digests=DigestRepository(db),
+            adapters=adapters,
+            clock=clock,
+            worker=settings.worker_id,
+            public_url=settings.public_url,
+        ),
     )
 
 

@@ -288,6 +288,17 @@ class Crossposting(_Model):
     shareable: tuple[Kind, ...] = (Kind.SUCCES, Kind.LES)
 
 
+class DigestSchedule(_Model):
+    """The weekly digest in the cross-department channel, in the organisation's time zone."""
+
+    enabled: bool = True
+    weekday: Weekday = 4  # Friday
+    time: TimeOfDay = time(15, 0)
+    # Which kinds of contribution the digest may quote; a department's own `shareable` setting,
+    # when given, narrows it further. Other kinds only count towards participation.
+    kinds: tuple[Kind, ...] = (Kind.SUCCES, Kind.LES, Kind.KOERS)
+
+
 class LocalPerson(_Model):
     id: Ident
     name: Text
@@ -311,6 +322,7 @@ class OrgConfig(_Model):
     cross_department: CrossDepartment
     cycle: Cycle = Cycle()
     crossposting: Crossposting = Crossposting()
+    digest: DigestSchedule = DigestSchedule()
     local: Local = Local()
 
     @field_validator("themes")
@@ -384,6 +396,9 @@ class OrgConfig(_Model):
             if dept.id == department_id:
                 return dept
         raise KeyError(department_id)
+
+    def zone_of_organisation(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     def zone(self, dept: Department) -> ZoneInfo:
         return ZoneInfo(dept.timezone or self.timezone)

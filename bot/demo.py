@@ -181,6 +181,7 @@ async def run_demo(
             await boeket.background.drain()  # matching and crossposting of what was just said
             report = await boeket.cycle.tick(now)
             sent += report.sent + await boeket.crossposter.tick(now)
+            sent += await boeket.digest.tick(now)
             if report.sent:
                 for occ in await occurrences.all(config.organisation.id):
                     if (

@@ -55,6 +55,8 @@ class Settings:
     embedder: str = "auto"
     embeddings: EmbeddingEndpoint | None = None
     teams: TeamsSettings | None = None
+    # Where people reach this Boeket from their browser (links in chat to the dashboard).
+    public_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,7 +78,17 @@ class Settings:
             embedder=_embedder(env),
             embeddings=_endpoint(env),
             teams=TeamsSettings.from_env(env),
+            public_url=_public_url(env.get("BOEKET_PUBLIC_URL", "")),
         )
+
+
+def _public_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if value and not value.startswith(("https://", "http://")):
+        raise SettingsError(
+            "BOEKET_PUBLIC_URL", value, "an http(s) URL, e.g. https://boeket.example.nl"
+        )
+    return value
 
 
 def _language(value: str) -> str:

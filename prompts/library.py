@@ -6,7 +6,8 @@ Files per language (``prompts/<lang>/``):
   ``question`` and its ``followup``;
 - ``symbolism.yaml``: per symbolism (bloemen, briljanten, bouwstenen) the words and emoji that
   templates use as ``{sym.item}``, ``{sym.items}``, ``{sym.whole}``, ``{sym.emoji}``, …;
-- ``ui.yaml``: every other text, addressed by dotted key (``harvest.title``).
+- ``ui.yaml``: every other text, addressed by dotted key (``harvest.title``);
+- ``digest.yaml``: the texts of the weekly digest, addressed the same way (``digest.title``).
 
 Templates are ``str.format`` strings. Only named fields are allowed; the values are plain text that
 each adapter escapes for its platform.
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent
 LANGUAGES = ("nl", "en")
 KINDS = ("succes", "les", "casus", "koers", "waardering", "perspectief")
 SYMBOLISMS = ("bloemen", "briljanten", "bouwstenen")
+UI_FILES = ("ui.yaml", "digest.yaml")  # texts addressed by dotted key, in this order
 
 
 class PromptError(Exception):
@@ -156,7 +158,12 @@ def _load_symbolism(path: Path) -> dict[str, Mapping[str, str]]:
 
 def _load_language(folder: Path) -> _Language:
     ui: dict[str, str] = {}
-    _flatten("", _read_yaml(folder / "ui.yaml") or {}, ui)
+    for name in UI_FILES:
+        part: dict[str, str] = {}
+        _flatten("", _read_yaml(folder / name) or {}, part)
+        if clash := sorted(set(part) & set(ui)):
+            raise PromptError(f"{folder / name}: keys defined twice: {', '.join(clash)}")
+        ui.update(part)
     demo_path = folder / "demo.yaml"
     demo = _read_yaml(demo_path) if demo_path.exists() else {}
     return _Language(

@@ -1,0 +1,464 @@
+"""The weekly digest: what grew in the organisation this week, in the cross-department channel.
+
+Once a week (the organisation's day and time, in its time zone) Boeket looks back on the seven days
+before and posts, in the organisation's language and symbolism:
+
+- highlights per theme;
+- new connections between departments: suggestions found useful, talks started, translations made;
+- patterns: a theme that came up in three or more departments within four weeks, with the lessons
+  behind it (systems thinking: the same theme in many places says something about the system);
+- the answers to the `koers` question grouped per organisation goal (double-loop learning);
+- participation per department as a count, alphabetically: never a ranking, never a person.
+
+Who may be quoted follows the same rules as cross-posts: content from a private channel only when
+its department opted in, a person's "don't share" is kept, anonymous answers carry no name. The
+digest names departments, never people. Each week's digest is planned with a unique key and claimed
+before it is posted, like a cycle step, so several workers or replicas post it exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from bot.config import Department, OrgConfig
+from bot.cycle import Texts
+from bot.domain import ChannelRef, Contribution, Kind, OccurrenceStatus, Source
+from bot.messages import Block, Bullets, Context, Divider, Header, Message, Section
+from bot.ports import Adapter, Clock, PermanentDeliveryError
+from bot.privacy import Visibility
+from storage.digests import Connection, Digest, DigestRepository
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+WEEK = timedelta(days=7)
+PATTERN_WINDOW = timedelta(days=28)
+PATTERN_DEPARTMENTS = 3
+MAX_THEMES = 4
+PER_THEME = 2
+MAX_CONNECTIONS = 5
+MAX_PATTERNS = 3
+PER_PATTERN = 3
+MAX_GOALS = 4
+PER_GOAL = 3
+LINE = 180  # characters of a person's text quoted per line
+
+
+@dataclass(frozen=True, slots=True)
+class Week:
+    """The week a digest looks back on: [since, until), until being the digest's due moment."""
+
+    week_start: date
+    since: datetime
+    until: datetime
+
+
+@dataclass
+class DigestContent:
+    """What one digest says, before it is rendered."""
+
+    week: Week
+    count: int = 0
+    departments_active: int = 0
+    highlights: list[tuple[str | None, list[Contribution], int]] = field(default_factory=list)
+    connections: list[Connection] = field(default_factory=list)
+    translations: dict[int, Contribution] = field(default_factory=dict)
+    originals: dict[int, Contribution] = field(default_factory=dict)
+    patterns: list[tuple[str, list[str], list[Contribution]]] = field(default_factory=list)
+    koers: list[tuple[str | None, list[Contribution], int]] = field(default_factory=list)
+    participation: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def quiet(self) -> bool:
+        return self.count == 0 and not self.connections
+
+
+class DigestEngine:
+    """Plans, claims, composes and posts the weekly digest."""
+
+    def __init__(
+        self,
+        *,
+        config: OrgConfig,
+        texts: Texts,
+        digests: DigestRepository,
+        adapters: Mapping[str, Adapter],
+        clock: Clock,
+        worker: str,
+        public_url: str = "",
+    ) -> None:
+        self._config = config
+        self._t = texts
+        self._digests = digests
+        self._adapters = adapters
+        self._visibility = Visibility(adapters)
+        self._clock = clock
+        self.worker = worker
+        self._public_url = public_url
+
+    @property
+    def org(self) -> str:
+        return self._config.organisation.id
+
+    @property
+    def channel(self) -> ChannelRef:
+        cross = self._config.cross_department
+        return ChannelRef(cross.platform, cross.channel, cross.workspace)
+
+    # --- when ----------------------------------------------------------------------------------
+
+    def week_ending(self, now: datetime) -> Week:
+        """The latest digest moment at or before `now`, and the week it looks back on."""
+        schedule = self._config.digest
+        zone = self._config.zone_of_organisation()
+        local = now.astimezone(zone)
+        days_back = (local.weekday() - schedule.weekday) % 7
+        day = local.date() - timedelta(days=days_back)
+        due = datetime.combine(day, schedule.time, tzinfo=zone)
+        if due > local:
+            day -= WEEK
+            due = datetime.combine(day, schedule.time, tzinfo=zone)
+        until = due.astimezone(now.tzinfo)
+        since = datetime.combine(day - WEEK, schedule.time, tzinfo=zone).astimezone(now.tzinfo)
+        return Week(day - timedelta(days=day.weekday()), since, until)
+
+    async def tick(self, now: datetime | None = None) -> int:
+        """Plan this week's digest once it is due, and post whatever is due, each once."""
+        if not self._config.digest.enabled:
+            return 0
+        now = now or self._clock.now()
+        week = self.week_ending(now)
+        grace = self._config.cycle.grace
+        if now - week.until <= 2 * grace:
+            await self._digests.plan(self.org, week.week_start, week.until)
+        sent = 0
+        for digest in await self._digests.due(self.org, now, LEASE):
+            if not await self._digests.claim(digest.id, self.worker, now, LEASE):
+                continue  # another worker has it
+            sent += await self._run(digest, now)
+        return sent
+
+    async def _run(self, digest: Digest, now: datetime) -> bool:
+        if now - digest.due_at > self._config.cycle.grace:
+            await self._finish(digest, OccurrenceStatus.SKIPPED, now, note="missed: past grace")
+            return False
+        week = Week(digest.week_start, digest.due_at - WEEK, digest.due_at)
+        content = await self.compose(week)
+        if content.quiet:
+            await self._finish(digest, OccurrenceStatus.SKIPPED, now, note="a quiet week")
+            return False
+        channel = self.channel
+        adapter = self._adapters.get(channel.platform)
+        if adapter is None:
+            await self._finish(
+                digest, OccurrenceStatus.FAILED, now, note=f"no {channel.platform} adapter"
+            )
+            return False
+        try:
+            posted = await adapter.post(channel, self.render(content))
+        except PermanentDeliveryError as exc:
+            log.error(
+                "cannot post the weekly digest in %s channel %s: %s. %s",
+                channel.platform,
+                channel.channel,
+                exc.reason,
+                exc.advice,
+            )
+            await self._finish(digest, OccurrenceStatus.FAILED, now, note=exc.reason[:500])
+            return False
+        except Exception as exc:  # a platform failure: a later tick tries again
+            log.warning("posting the weekly digest failed: %s", exc)
+            await self._digests.release(digest.id, self.worker, f"{type(exc).__name__}: {exc}")
+            return False
+        await self._digests.finish(
+            digest.id,
+            self.worker,
+            OccurrenceStatus.SENT,
+            now,
+            platform=channel.platform,
+            channel=channel.channel,
+            message_id=posted.message_id,
+        )
+        log.info("posted the weekly digest of %s", digest.week_start)
+        return True
+
+    async def _finish(
+        self, digest: Digest, status: OccurrenceStatus, now: datetime, note: str
+    ) -> None:
+        await self._digests.finish(digest.id, self.worker, status, now, note=note)
+
+    # --- what ----------------------------------------------------------------------------------
+
+    def _quotable_kind(self, c: Contribution, dept: Department) -> bool:
+        kinds = set(self._config.digest.kinds)
+        if dept.shareable is not None:
+            kinds &= set(dept.shareable)
+        return c.kind in kinds
+
+    async def compose(self, week: Week) -> DigestContent:
+        content = DigestContent(week)
+        recent = await self._digests.contributions(
+            self.org, week.until - PATTERN_WINDOW, week.until
+        )
+        this_week = [c for c in recent if c.created_at >= week.since]
+        departments = {d.id: d for d in self._config.departments}
+        visible: dict[str, bool] = {}
+        for dept in self._config.departments:
+            visible[dept.id] = await self._visibility.may_show(dept, self.channel)
+
+        def quotable(c: Contribution) -> bool:
+            dept = departments.get(c.department_id)
+            return (
+                dept is not None
+                and visible[dept.id]
+                and c.fields.get("private") != "true"
+                and self._quotable_kind(c, dept)
+            )
+
+        content.count = len(this_week)
+        counts = Counter(c.department_id for c in this_week)
+        content.departments_active = sum(1 for d in departments if counts[d])
+        content.participation = sorted(
+            ((d.name, counts[d.id]) for d in self._config.departments),
+            key=lambda item: item[0].casefold(),
+        )
+
+        # Highlights per theme: the week's quotable contributions, translations excepted (they
+        # appear as connections). Themes with the most first; "other" last.
+        by_theme: dict[str | None, list[Contribution]] = defaultdict(list)
+        for c in this_week:
+            if c.source is not Source.TRANSLATION and c.kind is not Kind.KOERS and quotable(c):
+                by_theme[c.theme].append(c)
+        order = sorted(
+            by_theme, key=lambda th: (th is None, -len(by_theme[th]), self._theme_title(th))
+        )
+        for theme in order[:MAX_THEMES]:
+            items = _best(by_theme[theme])
+            content.highlights.append((theme, items[:PER_THEME], len(items) - PER_THEME))
+
+        # Connections: verdicts given this week, quoted only when both sides may be shown here.
+        for conn in await self._digests.connections(self.org, week.since, week.until):
+            original = next(
+                (c for c in recent if c.id == conn.crosspost.contribution_id), None
+            ) or await self._contribution(conn.crosspost.contribution_id)
+            if original is None or not quotable(original):
+                continue
+            content.originals[original.id] = original
+            if conn.verdict == "translated":
+                translation = next(
+                    (
+                        c
+                        for c in this_week
+                        if c.source is Source.TRANSLATION
+                        and c.fields.get("translates") == str(original.id)
+                        and visible.get(c.department_id, False)
+                        and c.fields.get("private") != "true"
+                    ),
+                    None,
+                )
+                if translation is None:
+                    continue
+                content.translations[conn.crosspost.id] = translation
+            content.connections.append(conn)
+
+        # Patterns: a theme in three or more departments within four weeks.
+        theme_departments: dict[str, set[str]] = defaultdict(set)
+        for c in recent:
+            # Counting says "this department spoke of this theme": only what it may say here.
+            if c.theme and visible.get(c.department_id) and c.fields.get("private") != "true":
+                theme_departments[c.theme].add(c.department_id)
+        patterns = sorted(
+            (
+                (theme, depts)
+                for theme, depts in theme_departments.items()
+                if len(depts) >= PATTERN_DEPARTMENTS
+            ),
+            key=lambda item: (-len(item[1]), self._theme_title(item[0])),
+        )
+        for theme, depts in patterns[:MAX_PATTERNS]:
+            names = sorted(
+                (departments[d].name for d in depts if d in departments), key=str.casefold
+            )
+            lessons = _one_per_department([c for c in recent if c.theme == theme and quotable(c)])
+            content.patterns.append((theme, names, lessons[:PER_PATTERN]))
+
+        # Koers: this week's answers to the double-loop question, per goal.
+        by_goal: dict[str | None, list[Contribution]] = defaultdict(list)
+        for c in this_week:
+            if c.kind is Kind.KOERS and quotable(c):
+                by_goal[c.goal_id if self._config.goal(c.goal_id) else None].append(c)
+        goal_order: list[str | None] = [g.id for g in self._config.goals if g.id in by_goal]
+        if None in by_goal:
+            goal_order.append(None)
+        for goal_id in goal_order[:MAX_GOALS]:
+            answers = by_goal[goal_id]
+            content.koers.append((goal_id, answers[:PER_GOAL], len(answers) - PER_GOAL))
+        return content
+
+    async def _contribution(self, contribution_id: int) -> Contribution | None:
+        found = await self._digests.contributions_by_id(self.org, [contribution_id])
+        return found[0] if found else None
+
+    def _theme_title(self, theme: str | None) -> str:
+        if theme is None:
+            return self._t(None, "digest.theme_other")
+        return self._t.theme_title_in(self._config.language, theme)
+
+    # --- how -----------------------------------------------------------------------------------
+
+    def render(self, content: DigestContent) -> Message:
+        t = self._t
+        week = content.week
+        title = t(None, "digest.title")
+        blocks: list[Block] = [
+            Header(title),
+            Context(
+                t(
+                    None,
+                    "digest.period",
+                    start=self._date(week.since),
+                    end=self._date(week.until - timedelta(seconds=1)),
+                    count=content.count,
+                    departments=content.departments_active,
+                )
+            ),
+        ]
+        if content.highlights:
+            blocks.append(Divider())
+            blocks.append(
+                Section(t(None, "digest.highlights_intro"), title=t(None, "digest.highlights"))
+            )
+            for theme, items, more in content.highlights:
+                lines = [self._line(c) for c in items]
+                if more > 0:
+                    lines.append(t(None, "digest.more", count=more))
+                blocks.append(Bullets(tuple(lines), title=self._theme_title(theme)))
+        if content.connections:
+            lines = [self._connection(conn, content) for conn in content.connections]
+            shown = lines[:MAX_CONNECTIONS]
+            if len(lines) > MAX_CONNECTIONS:
+                shown.append(t(None, "digest.more", count=len(lines) - MAX_CONNECTIONS))
+            blocks.append(Divider())
+            blocks.append(Bullets(tuple(shown), title=t(None, "digest.connections")))
+        if content.patterns:
+            blocks.append(Divider())
+            blocks.append(
+                Section(t(None, "digest.patterns_intro"), title=t(None, "digest.patterns"))
+            )
+            for theme, names, lessons in content.patterns:
+                heading = t(
+                    None,
+                    "digest.pattern",
+                    theme=self._theme_title(theme),
+                    count=len(names),
+                    departments=", ".join(names),
+                )
+                if lessons:
+                    blocks.append(Bullets(tuple(self._line(c) for c in lessons), title=heading))
+                else:
+                    blocks.append(Section(heading))
+        if content.koers:
+            blocks.append(Divider())
+            blocks.append(Section(t(None, "digest.koers_intro"), title=t(None, "digest.koers")))
+            for goal_id, answers, more in content.koers:
+                goal = self._config.goal(goal_id)
+                lines = [self._line(c) for c in answers]
+                if more > 0:
+                    lines.append(t(None, "digest.more", count=more))
+                blocks.append(
+                    Bullets(
+                        tuple(lines),
+                        title=goal.title if goal else t(None, "digest.goal_other"),
+                    )
+                )
+        blocks.append(Divider())
+        blocks.append(
+            Section(
+                "\n".join(
+                    t(None, "digest.participation_line", department=name, count=count)
+                    for name, count in content.participation
+                ),
+                title=t(None, "digest.participation"),
+            )
+        )
+        blocks.append(Context(t(None, "digest.participation_note")))
+        if self._public_url:
+            blocks.append(Context(t(None, "digest.dashboard", url=f"{self._public_url}/dashboard")))
+        text = f"{title} — " + t(
+            None,
+            "digest.period",
+            start=self._date(week.since),
+            end=self._date(week.until - timedelta(seconds=1)),
+            count=content.count,
+            departments=content.departments_active,
+        )
+        return Message(text=text, blocks=tuple(blocks))
+
+    def _date(self, moment: datetime) -> str:
+        local = moment.astimezone(self._config.zone_of_organisation())
+        lang = self._config.language
+        month = self._t.prompts.text(lang, f"calendar.month.{local.month}")
+        return self._t(None, "digest.date", day=local.day, month=month)
+
+    def _department_name(self, department_id: str) -> str:
+        try:
+            return self._config.department(department_id).name
+        except KeyError:
+            return department_id
+
+    def _line(self, c: Contribution) -> str:
+        return self._t(
+            None,
+            "digest.line",
+            text=_shorten(_gist(c), LINE),
+            department=self._department_name(c.department_id),
+        )
+
+    def _connection(self, conn: Connection, content: DigestContent) -> str:
+        original = content.originals[conn.crosspost.contribution_id]
+        target = conn.crosspost.target
+        kind, _, target_id = target.partition(":")
+        if kind == "department":
+            target_name = self._department_name(target_id)
+        else:
+            target_name = self._theme_title(target_id)
+        params: dict[str, object] = {
+            "source": self._department_name(original.department_id),
+            "target": target_name,
+            "lesson": _shorten(_gist(original), 120),
+        }
+        translation = content.translations.get(conn.crosspost.id)
+        if translation is not None:
+            params["target"] = self._department_name(translation.department_id)
+            params["translation"] = _shorten(translation.text, 140)
+        return self._t(None, f"digest.connection.{conn.verdict}", **params)
+
+
+def _gist(c: Contribution) -> str:
+    """The heart of a contribution: a share's "what", else its text, on one line."""
+    return " ".join(c.fields.get("what", c.text).split())
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _best(items: list[Contribution]) -> list[Contribution]:
+    """Shares and successes first, then the newest: what most likely inspires others."""
+    rank = {Source.SHARE: 0}
+    return sorted(items, key=lambda c: (rank.get(c.source, 1), -c.created_at.timestamp()))
+
+
+def _one_per_department(items: list[Contribution]) -> list[Contribution]:
+    """The newest lesson of each department, so a pattern shows its breadth."""
+    seen: set[str] = set()
+    out: list[Contribution] = []
+    for c in sorted(items, key=lambda c: -c.created_at.timestamp()):
+        if c.department_id not in seen:
+            seen.add(c.department_id)
+            out.append(c)
+    return out

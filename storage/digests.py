@@ -1,0 +1,184 @@
+"""The weekly digest: its exactly-once bookkeeping, and the read-only queries that fill it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from bot.domain import Contribution, Crosspost, OccurrenceStatus
+from storage.db import Database
+from storage.repositories import _claim, _claimable, _contribution, _crosspost, _insert
+from storage.tables import ContributionRow, CrosspostFeedbackRow, CrosspostRow, DigestRow
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    id: int
+    organisation_id: str
+    week_start: date
+    due_at: datetime
+    status: OccurrenceStatus
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A suggestion that landed: found useful, asked to talk about, or translated."""
+
+    crosspost: Crosspost
+    verdict: str  # the strongest: translated > talk > useful
+    at: datetime
+
+
+_STRENGTH = {"useful": 1, "talk": 2, "translated": 3}
+
+
+def _digest(row: DigestRow) -> Digest:
+    return Digest(
+        id=row.id,
+        organisation_id=row.organisation_id,
+        week_start=row.week_start,
+        due_at=row.due_at,
+        status=OccurrenceStatus(row.status),
+        message_id=row.message_id,
+    )
+
+
+class DigestRepository:
+    """One digest per organisation and week: planned once, claimed before it is posted."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def plan(self, organisation_id: str, week_start: date, due_at: datetime) -> bool:
+        stmt = (
+            _insert(self._db, DigestRow)
+            .values(
+                organisation_id=organisation_id,
+                week_start=week_start,
+                due_at=due_at,
+                status=OccurrenceStatus.PENDING.value,
+                attempts=0,
+            )
+            .on_conflict_do_nothing(index_elements=["organisation_id", "week_start"])
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def due(self, organisation_id: str, now: datetime, lease: timedelta) -> list[Digest]:
+        stmt = (
+            select(DigestRow)
+            .where(
+                DigestRow.organisation_id == organisation_id,
+                DigestRow.due_at <= now,
+                _claimable(DigestRow, now, lease),
+            )
+            .order_by(DigestRow.due_at)
+        )
+        async with self._db.sessions() as session:
+            return [_digest(r) for r in (await session.scalars(stmt)).all()]
+
+    async def claim(self, digest_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
+        return await _claim(
+            self._db, DigestRow, digest_id, worker, now, lease, attempts=DigestRow.attempts + 1
+        )
+
+    async def finish(
+        self,
+        digest_id: int,
+        worker: str,
+        status: OccurrenceStatus,
+        now: datetime,
+        *,
+        platform: str | None = None,
+        channel: str | None = None,
+        message_id: str | None = None,
+        note: str | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": status.value, "finished_at": now, "note": note}
+        if platform is not None:
+            values.update(platform=platform, channel=channel, message_id=message_id)
+        stmt = (
+            update(DigestRow)
+            .where(
+                DigestRow.id == digest_id,
+                DigestRow.status == OccurrenceStatus.CLAIMED.value,
+                DigestRow.claimed_by == worker,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def release(self, digest_id: int, worker: str, note: str) -> None:
+        stmt = (
+            update(DigestRow)
+            .where(DigestRow.id == digest_id, DigestRow.claimed_by == worker)
+            .values(status=OccurrenceStatus.PENDING.value, claimed_by=None, note=note[:500])
+            .execution_options(synchronize_session=False)
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)
+
+    async def all(self, organisation_id: str) -> list[Digest]:
+        stmt = (
+            select(DigestRow)
+            .where(DigestRow.organisation_id == organisation_id)
+            .order_by(DigestRow.week_start)
+        )
+        async with self._db.sessions() as session:
+            return [_digest(r) for r in (await session.scalars(stmt)).all()]
+
+    # --- what a digest is made of ---------------------------------------------------------------
+
+    async def contributions(
+        self, organisation_id: str, since: datetime, until: datetime
+    ) -> list[Contribution]:
+        """Contributions made in [since, until), oldest first."""
+        stmt = (
+            select(ContributionRow)
+            .where(
+                ContributionRow.organisation_id == organisation_id,
+                ContributionRow.created_at >= since,
+                ContributionRow.created_at < until,
+            )
+            .order_by(ContributionRow.created_at, ContributionRow.id)
+        )
+        async with self._db.sessions() as session:
+            return [_contribution(r) for r in (await session.scalars(stmt)).all()]
+
+    async def contributions_by_id(self, organisation_id: str, ids: list[int]) -> list[Contribution]:
+        stmt = select(ContributionRow).where(
+            ContributionRow.organisation_id == organisation_id, ContributionRow.id.in_(ids)
+        )
+        async with self._db.sessions() as session:
+            return [_contribution(r) for r in (await session.scalars(stmt)).all()]
+
+    async def connections(
+        self, organisation_id: str, since: datetime, until: datetime
+    ) -> list[Connection]:
+        """Suggestions that got a useful, let's-talk or translated verdict in [since, until)."""
+        stmt = (
+            select(CrosspostRow, CrosspostFeedbackRow.verdict, CrosspostFeedbackRow.created_at)
+            .join(CrosspostFeedbackRow, CrosspostFeedbackRow.crosspost_id == CrosspostRow.id)
+            .where(
+                CrosspostRow.organisation_id == organisation_id,
+                CrosspostFeedbackRow.created_at >= since,
+                CrosspostFeedbackRow.created_at < until,
+                CrosspostFeedbackRow.verdict.in_(tuple(_STRENGTH)),
+            )
+            .order_by(CrosspostFeedbackRow.created_at)
+        )
+        best: dict[int, Connection] = {}
+        async with self._db.sessions() as session:
+            for row, verdict, at in (await session.execute(stmt)).all():
+                known = best.get(row.id)
+                if known is None or _STRENGTH[verdict] > _STRENGTH[known.verdict]:
+                    best[row.id] = Connection(_crosspost(row), str(verdict), at)
+        return sorted(best.values(), key=lambda c: c.at)
