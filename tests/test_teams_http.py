@@ -3,7 +3,10 @@ with the real Agents SDK talking to a fake Bot Connector service on port 0."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import jwt
 import pytest
 import yaml
 from aiohttp import ClientResponse
@@ -28,8 +32,9 @@ from bot.embedders import LexicalEmbedder
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
-from storage.repositories import ContributionRepository, OccurrenceRepository
+from storage.repositories import ContributionRepository, OccurrenceRepository, StateStore
 from tests.conftest import SHARED
+from tests.fakes.microsoft_login import KID, FakeLogin, new_key
 from tests.fakes.teams_connector import FakeConnector
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teams"
@@ -493,12 +498,192 @@ async def test_activity_from_another_tenant_is_refused(teams: TeamsEnv) -> None:
 
 
 @pytest.fixture
+async def login() -> AsyncIterator[FakeLogin]:
+    fake = FakeLogin(tenant=TENANT, client_id=APP_ID, client_secret="s3cret")
+    server = TestServer(fake.app())
+    await server.start_server()
+    fake.server = server
+    try:
+        yield fake
+    finally:
+        await server.close()
+
+
+@pytest.fixture
 async def secured(
-    db: Database, prompts: PromptLibrary, clock: ManualClock
+    db: Database, prompts: PromptLibrary, clock: ManualClock, login: FakeLogin
 ) -> AsyncIterator[TeamsEnv]:
-    settings = TeamsSettings(client_id=APP_ID, client_secret="s3cret", tenant_id=TENANT)
+    settings = TeamsSettings(
+        client_id=APP_ID,
+        client_secret="s3cret",
+        tenant_id=TENANT,
+        openid_metadata_url=login.metadata_url,
+        login_url=login.url,
+        backoff_seconds=0.05,
+    )
     async for env in _env(db, prompts, clock, settings):
         yield env
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_validly_signed_token_is_accepted_and_boeket_signs_its_own_calls(
+    secured: TeamsEnv, login: FakeLogin
+) -> None:
+    token = login.token(service_url=secured.fake.url)
+    for name in ("install_team", "channel_created"):
+        response = await secured.send(secured.load(name), bearer(token))
+        assert response.status in {200, 202}, await response.text()
+    await secured.tick(OK_PROMPT_AT)
+    post = secured.prompt_post()
+    root = _created_ids(secured)[0]
+    response = await secured.send(reply(secured, "Getekend en bezorgd.", root), bearer(token))
+    assert response.status in {200, 202}
+    [stored] = await secured.contributions()
+    assert stored.text == "Getekend en bezorgd."
+    # Every call to the connector carries the app's token from Microsoft Entra, got with the
+    # app's own id and secret from its own tenant, and reused while it is valid.
+    assert login.issued and all(
+        c.authorization == f"Bearer {login.issued[0]}" for c in secured.fake.calls
+    )
+    assert post.authorization == f"Bearer {login.issued[0]}"
+    assert len(secured.fake.calls) >= 3  # the prompt, her 1:1 chat, the thanks
+    assert {r.tenant for r in login.token_requests} == {TENANT}
+    assert all(r.status == 200 for r in login.token_requests)
+    assert {r.form["scope"] for r in login.token_requests} == {
+        "https://api.botframework.com/.default"
+    }
+    assert len(login.issued) == 1
+    assert login.key_fetches == 1  # the key set is cached, not fetched per request
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "wrong audience",
+        "expired",
+        "bad signature",
+        "unknown key",
+        "wrong issuer",
+        "no expiry",
+        "HS256 with the public key",
+        "unsigned",
+    ],
+)
+async def test_tokens_that_are_not_valid_get_401_and_change_nothing(
+    secured: TeamsEnv, login: FakeLogin, bad: str
+) -> None:
+    url = secured.fake.url
+    match bad:
+        case "wrong audience":
+            token = login.token(audience="22222222-2222-4333-8444-555555555555", service_url=url)
+        case "expired":
+            token = login.token(service_url=url, lifetime=-3600)  # past the 5 minutes of skew
+        case "bad signature":
+            token = login.token(service_url=url, key=new_key())  # same key id, another key
+        case "unknown key":
+            token = login.token(service_url=url, kid="rotated-away")
+        case "wrong issuer":
+            token = login.token(service_url=url, issuer="https://sts.windows.net/" + TENANT + "/")
+        case "no expiry":
+            token = jwt.encode(
+                {"iss": "https://api.botframework.com", "aud": APP_ID, "serviceurl": url},
+                login.key,
+                algorithm="RS256",
+                headers={"kid": KID},
+            )
+        case "HS256 with the public key":
+            good = login.token(service_url=url)
+            claims = jwt.decode(good, options={"verify_signature": False})
+            public = json.dumps(jwt.algorithms.RSAAlgorithm.to_jwk(login.key.public_key()))
+            token = _hs256(claims, public.encode())
+        case "unsigned":
+            good = login.token(service_url=url)
+            header, payload, _ = good.split(".")
+            token = f"{header}.{payload}."
+    for name in ("install_team", "channel_created"):
+        response = await secured.send(secured.load(name), bearer(token))
+        assert response.status == 401, (bad, await response.text())
+    response = await secured.send(reply(secured, "Vals.", "1700000000001"), bearer(token))
+    assert response.status == 401
+    assert await secured.contributions() == []
+    assert secured.fake.calls == []
+    # Nothing was remembered: the cycle has no conversation reference to post with.
+    await secured.tick(OK_PROMPT_AT)
+    occ = await OccurrenceRepository(secured.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
+    assert occ is not None and occ.status is OccurrenceStatus.FAILED
+    assert secured.fake.calls == []
+
+
+def _hs256(claims: dict[str, Any], secret: bytes) -> str:
+    """A token 'signed' with HMAC, using the public key as the secret (the classic confusion)."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = part(json.dumps({"alg": "HS256", "typ": "JWT", "kid": KID}).encode())
+    payload = part(json.dumps(claims).encode())
+    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{part(signature)}"
+
+
+async def test_a_valid_token_does_not_let_another_tenant_in(
+    secured: TeamsEnv, login: FakeLogin
+) -> None:
+    token = login.token(service_url=secured.fake.url)
+    await secured.send(secured.load("install_team"), bearer(token))
+    await secured.send(secured.load("channel_created"), bearer(token))
+    calls = len(secured.fake.calls)
+    foreign = reply(secured, "Van buiten de organisatie.", "1700000000001")
+    foreign["conversation"]["tenantId"] = OTHER_TENANT
+    foreign["channelData"]["tenant"]["id"] = OTHER_TENANT
+    response = await secured.send(foreign, bearer(token))
+    assert response.status == 403
+    foreign_install = secured.load("install_team", TENANT=OTHER_TENANT)
+    foreign_install["channelData"]["team"]["id"] = "19:foreign-team@thread.tacv2"
+    assert (await secured.send(foreign_install, bearer(token))).status == 403
+    assert await secured.contributions() == []
+    assert len(secured.fake.calls) == calls
+    stored = await StateStore(secured.db, "teams").keys()
+    assert not any("foreign" in key or OTHER_TENANT in key for key in stored)
+
+
+async def test_a_token_for_another_service_url_or_channel_is_refused(
+    secured: TeamsEnv, login: FakeLogin
+) -> None:
+    elsewhere = login.token(service_url="https://smba.trafficmanager.net/emea/")
+    response = await secured.send(secured.load("install_team"), bearer(elsewhere))
+    assert response.status == 403  # its serviceUrl is not the one the token was issued for
+    token = login.token(service_url=secured.fake.url)
+    webchat = secured.load("install_team")
+    webchat["channelId"] = "webchat"  # the key is endorsed for msteams only
+    assert (await secured.send(webchat, bearer(token))).status == 401
+    assert await StateStore(secured.db, "teams").keys() == []
+    assert secured.fake.calls == []
+
+
+async def test_unreachable_signing_keys_refuse_requests_and_say_why(
+    db: Database,
+    prompts: PromptLibrary,
+    clock: ManualClock,
+    login: FakeLogin,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = TeamsSettings(
+        client_id=APP_ID,
+        client_secret="s3cret",
+        tenant_id=TENANT,
+        openid_metadata_url=login.url + "/no-such-metadata",
+        login_url=login.url,
+    )
+    async for env in _env(db, prompts, clock, settings):
+        token = login.token(service_url=env.fake.url)
+        response = await env.send(env.load("install_team"), bearer(token))
+        assert response.status == 503
+        assert await StateStore(env.db, "teams").keys() == []
+    assert any("signing keys are unavailable" in r.getMessage() for r in caplog.records)
 
 
 async def test_with_credentials_a_request_without_a_valid_token_gets_401(

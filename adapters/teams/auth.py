@@ -170,7 +170,7 @@ class BotFrameworkTokens:
                 continue
             try:
                 key = jwt.PyJWK(raw, algorithm="RS256")
-            except jwt.PyJWTError:
+            except (jwt.PyJWTError, ValueError, KeyError, TypeError):
                 continue  # a key of another kind: not one that signs Bot Framework tokens
             endorsed = raw.get("endorsements")
             channels = (
