@@ -215,7 +215,7 @@ class DigestEngine:
             return (
                 dept is not None
                 and visible[dept.id]
-                and c.fields.get("private") != "true"
+                and _shared(c)
                 and self._quotable_kind(c, dept)
             )
 
@@ -256,7 +256,7 @@ class DigestEngine:
                         if c.source is Source.TRANSLATION
                         and c.fields.get("translates") == str(original.id)
                         and visible.get(c.department_id, False)
-                        and c.fields.get("private") != "true"
+                        and _shared(c)
                     ),
                     None,
                 )
@@ -269,8 +269,9 @@ class DigestEngine:
         theme_departments: dict[str, set[str]] = defaultdict(set)
         for c in recent:
             # Counting says "this department spoke of this theme": only what it may say here.
-            if c.theme and visible.get(c.department_id) and c.fields.get("private") != "true":
-                theme_departments[c.theme].add(c.department_id)
+            if visible.get(c.department_id) and _shared(c):
+                for theme in _themes(c):
+                    theme_departments[theme].add(c.department_id)
         patterns = sorted(
             (
                 (theme, depts)
@@ -283,7 +284,9 @@ class DigestEngine:
             names = sorted(
                 (departments[d].name for d in depts if d in departments), key=str.casefold
             )
-            lessons = _one_per_department([c for c in recent if c.theme == theme and quotable(c)])
+            lessons = _one_per_department(
+                [c for c in recent if theme in _themes(c) and quotable(c)]
+            )
             content.patterns.append((theme, names, lessons[:PER_PATTERN]))
 
         # Koers: this week's answers to the double-loop question, per goal.
@@ -436,6 +439,15 @@ class DigestEngine:
             params["target"] = self._department_name(translation.department_id)
             params["translation"] = _shorten(translation.text, 140)
         return self._t(None, f"digest.connection.{conn.verdict}", **params)
+
+
+def _shared(c: Contribution) -> bool:
+    """Not marked by its author as "don't share" (in the form, or as older data did)."""
+    return c.shareable and c.fields.get("private") != "true"
+
+
+def _themes(c: Contribution) -> tuple[str, ...]:
+    return c.themes or ((c.theme,) if c.theme else ())
 
 
 def _gist(c: Contribution) -> str:

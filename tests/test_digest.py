@@ -61,6 +61,8 @@ class Org:
         *,
         kind: Kind = Kind.LES,
         theme: str | None = None,
+        themes: tuple[str, ...] = (),
+        shareable: bool = True,
         goal: str | None = None,
         author: str | None = "Fatima el Amrani",
         anonymous: bool = False,
@@ -85,6 +87,8 @@ class Org:
                 fields=fields or {},
                 goal_id=goal,
                 theme=theme,
+                themes=themes,
+                shareable=shareable,
             )
         )
         return stored
@@ -142,7 +146,7 @@ async def a_week(org: Org) -> None:
     await org.add(
         "seh",
         "Bij piekdrukte zetten we een extra triageverpleegkundige in; de werkdruk daalde.",
-        theme="werkdruk",
+        themes=("verzuim", "werkdruk"),  # werkdruk as its second theme
         at=DUE - timedelta(days=20),
     )
     await org.add(
@@ -153,9 +157,7 @@ async def a_week(org: Org) -> None:
     )
     # Not quotable: a waardering (the digest quotes succes, les, koers) and an opt-out.
     await org.add("ict", "Dank aan Tom voor het nachtwerk!", kind=Kind.WAARDERING)
-    await org.add(
-        "ok", "Iets wat alleen in ons team blijft.", theme="werkdruk", fields={"private": "true"}
-    )
+    await org.add("ok", "Iets wat alleen in ons team blijft.", theme="werkdruk", shareable=False)
 
 
 async def test_the_digest_says_what_grew_this_week(org: Org) -> None:
