@@ -12,13 +12,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import jwt
 import pytest
+import sqlalchemy as sa
 import yaml
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
@@ -27,7 +28,7 @@ from adapters.teams.settings import TeamsSettings
 from bot.app import Boeket, build, web_app
 from bot.clock import ManualClock
 from bot.config import OrgConfig, parse_config
-from bot.domain import OccurrenceStatus, Step
+from bot.domain import Kind, NewContribution, OccurrenceStatus, Person, Source, Step
 from bot.embedders import LexicalEmbedder
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
@@ -128,7 +129,11 @@ class TeamsEnv:
 
 
 async def _env(
-    db: Database, prompts: PromptLibrary, clock: ManualClock, teams: TeamsSettings
+    db: Database,
+    prompts: PromptLibrary,
+    clock: ManualClock,
+    teams: TeamsSettings,
+    config: OrgConfig | None = None,
 ) -> AsyncIterator[TeamsEnv]:
     fake = FakeConnector()
     server = TestServer(fake.app())
@@ -136,7 +141,12 @@ async def _env(
     fake.server = server
     settings = Settings(database_url=db.url, worker_id="teams-test", auto_migrate=True, teams=teams)
     boeket = build(
-        settings, teams_config(), clock=clock, prompts=prompts, db=db, embedder=LexicalEmbedder()
+        settings,
+        config or teams_config(),
+        clock=clock,
+        prompts=prompts,
+        db=db,
+        embedder=LexicalEmbedder(),
     )
     client: TestClient[Any, Any] = TestClient(TestServer(web_app(boeket, timer=False)))
     await client.start_server()
@@ -351,6 +361,79 @@ async def test_answer_button_opens_a_dialog_that_validates_and_stores_once(
     assert "anoniem" in json.dumps(card_of(harvest), ensure_ascii=False).lower()
 
 
+async def test_a_dialog_answer_marks_the_prompt_card_received_without_the_answer(
+    teams: TeamsEnv,
+) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    prompt_card = card_of(teams.prompt_post())
+    card = dialog_card(await open_answer_dialog(teams, root))
+    bad = await teams.send(task_submit(teams, root, submit_data(card, text="")))
+    again = dialog_card(await bad.json())
+    assert teams.fake.attempts("update") == []  # nothing was received yet
+    teams.fake.fail("update", 429, retry_after=1)  # Teams is busy: the update arrives once
+    answer = "Mijn anonieme zorg over de overdracht."
+    good = submit_data(again, text=answer, followup="", anonymous="true")
+    response = await teams.send(task_submit(teams, root, good))
+    assert response.status == 200
+    assert card_problems(dialog_card(await response.json())) == []
+    [update] = teams.fake.of("update")
+    assert len(teams.fake.attempts("update")) == 2
+    assert update.conversation == f"{OK_CHANNEL};messageid={root}"
+    assert update.activity_id == root
+    marked = card_of(update)
+    assert card_problems(marked) == []
+    texts = [e.get("text", "") for e in marked["body"]]
+    assert "✓ Ontvangen." in texts
+    # The prompt stays as it was, button and all, so others can still answer.
+    assert [e for e in marked["body"] if e.get("text") != "✓ Ontvangen."] == prompt_card["body"]
+    assert [a["title"] for a in actions_of(marked)] == ["Antwoorden"]
+    # The whole channel sees this card: nothing of the answer, nor who gave it.
+    shown = json.dumps(update.body, ensure_ascii=False)
+    assert answer not in shown and "overdracht" not in shown
+    assert "Fatima" not in shown and "29:1fatima" not in shown
+
+    # A second person's named answer: stored, and the card is not sent again.
+    card = dialog_card(await open_answer_dialog(teams, root))
+    named = submit_data(card, text="Jeroens antwoord.", followup="", anonymous="false")
+    response = await teams.send(task_submit(teams, root, named, user="jeroen"))
+    assert response.status == 200
+    assert len(await teams.contributions()) == 2
+    assert len(teams.fake.of("update")) == 1
+    assert "Jeroen" not in json.dumps([c.body for c in teams.fake.of("update")])
+
+
+async def test_an_anonymous_answer_leaves_no_trace_of_its_author_in_the_database(
+    teams: TeamsEnv,
+) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    card = dialog_card(await open_answer_dialog(teams, root))
+    good = submit_data(card, text="Stil gehouden.", followup="", anonymous="true")
+    assert (await teams.send(task_submit(teams, root, good))).status == 200
+    [stored] = await teams.contributions()
+    assert stored.anonymous
+    async with teams.db.engine.connect() as connection:
+        rows = (await connection.execute(sa.text("SELECT * FROM contributions"))).all()
+    dumped = json.dumps([list(map(str, r)) for r in rows], ensure_ascii=False)
+    assert "Stil gehouden." in dumped  # the right rows were read
+    assert "fatima" not in dumped.lower() and "5b7a3c1e" not in dumped
+
+
+async def test_a_dialog_cannot_mark_a_card_in_another_channel(teams: TeamsEnv) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    card = dialog_card(await open_answer_dialog(teams, root))
+    good = submit_data(card, text="Een antwoord.", followup="", anonymous="false")
+    good["boeket_form"]["k"] = "1600000000000"  # a card id Boeket never posted here
+    assert (await teams.send(task_submit(teams, root, good))).status == 200
+    assert len(await teams.contributions()) == 1
+    assert teams.fake.attempts("update") == []
+
+
 # --- sharing a success --------------------------------------------------------------------------
 
 
@@ -435,6 +518,141 @@ async def test_help_goes_to_the_1on1_chat(teams: TeamsEnv) -> None:
     assert "deel" in json.dumps(card_of(help_), ensure_ascii=False).lower()
 
 
+# --- lessons travelling between Teams channels ------------------------------------------------
+
+WARD_CHANNEL = "19:verpleegafdeling@thread.tacv2"
+TRAVEL_AT = datetime(2027, 3, 2, 9, 0, tzinfo=UTC)  # a Tuesday morning: no quiet hours
+
+
+def travel_config() -> OrgConfig:
+    """The operating theatre and the ward on Teams; what the theatre says may travel."""
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    for dept in data["departments"]:
+        if dept["id"] == "ok":
+            dept.update(platform="teams", channel=OK_CHANNEL, share_from_private=True)
+        if dept["id"] == "verpleging":
+            dept.update(
+                platform="teams", channel=WARD_CHANNEL, themes=["werkdruk", "verzuim", "inwerken"]
+            )
+    data["crossposting"] = {"quiet_hours": None}
+    return parse_config(data, Path("travel.yaml"))
+
+
+@pytest.fixture
+async def travel(
+    db: Database, prompts: PromptLibrary, clock: ManualClock
+) -> AsyncIterator[TeamsEnv]:
+    clock.set(TRAVEL_AT)
+    async for env in _env(db, prompts, clock, DEV, travel_config()):
+        yield env
+
+
+async def share_in_teams(env: TeamsEnv, values: dict[str, str]) -> dict[str, Any]:
+    """Jeroen shares a success with "Deel een succes" in the operating theatre's channel."""
+    response = await env.send(env.load("extension_fetch"))
+    card = dialog_card(await response.json())
+    submit = env.load("extension_fetch")
+    submit.update(name="composeExtension/submitAction", id=f"f:me-submit-{time.monotonic_ns()}")
+    submit["value"] = {
+        "commandId": "deel",
+        "commandContext": "compose",
+        "data": submit_data(card, anonymous="false", **values),
+    }
+    done = await env.send(submit)
+    assert done.status == 200
+    body: dict[str, Any] = await done.json()
+    return body
+
+
+def click(env: TeamsEnv, verb: str, value: str, message_id: str, who: str) -> dict[str, Any]:
+    activity = env.load("task_fetch", CHANNEL=WARD_CHANNEL, ROOT=message_id)
+    activity["id"] = f"f:click-{time.monotonic_ns()}"
+    activity["from"] = {"id": f"29:1{who}", "name": who.title()}
+    activity["value"]["data"] = {"verb": verb, "value": value, "msteams": {"type": "task/fetch"}}
+    return activity
+
+
+async def test_a_lesson_travels_to_another_teams_channel_with_its_three_buttons(
+    travel: TeamsEnv,
+) -> None:
+    from tests.test_crosspost import HANDOVER, HISTORY
+
+    await travel.install()
+    repo = ContributionRepository(travel.db)
+    for i, text in enumerate(HISTORY["verpleging"]):  # the ward's own recent lessons
+        stored, _ = await repo.add(
+            NewContribution(
+                organisation_id=ORG,
+                department_id="verpleging",
+                kind=Kind.LES,
+                source=Source.REPLY,
+                round_date=date(2027, 2, 20),
+                text=text,
+                anonymous=False,
+                author=Person(f"ward{i}", f"Collega {i}"),
+                platform="teams",
+                event_key=f"seed:ward:{i}",
+                created_at=TRAVEL_AT - timedelta(days=10),
+            )
+        )
+        await travel.boeket.matcher.index(stored)
+    values = {k: HANDOVER[k] for k in ("what", "preconditions", "effect", "theme", "goal")}
+    confirmed = await share_in_teams(travel, values)
+    assert card_problems(dialog_card(confirmed)) == []
+    await travel.boeket.background.drain()
+    assert await travel.boeket.crossposter.tick() >= 1
+
+    suggestion = travel.prompt_post(WARD_CHANNEL)
+    card = card_of(suggestion)
+    assert card_problems(card) == []
+    buttons = actions_of(card)
+    assert [b["title"] for b in buttons] == ["Nuttig", "Niet relevant", "Laten we praten"]
+    assert all(b["data"]["msteams"] == {"type": "task/fetch"} for b in buttons)
+    assert "vijf punten" in json.dumps(card, ensure_ascii=False)
+    message_id = suggestion.answer["activityId"]
+    value = buttons[0]["data"]["value"]
+
+    answers = {}
+    for verb, who in (
+        ("boeket.crosspost.useful", "sanne"),
+        ("boeket.crosspost.not_relevant", "sanne"),
+        ("boeket.crosspost.talk", "kees"),
+    ):
+        response = await travel.send(click(travel, verb, value, message_id, who))
+        assert response.status == 200, await response.text()
+        shown = dialog_card(await response.json())
+        assert card_problems(shown) == []
+        answers[verb] = json.dumps(shown, ensure_ascii=False)
+    assert "verder helpt" in answers["boeket.crosspost.useful"]
+    assert "minder van dit soort" in answers["boeket.crosspost.not_relevant"]
+    assert "doorpraten" in answers["boeket.crosspost.talk"]
+    # Let's talk: the suggestion's thread hears it, and so does the theatre's channel.
+    [in_thread] = travel.fake.of("reply")
+    assert in_thread.conversation == f"{WARD_CHANNEL};messageid={message_id}"
+    assert "Kees" in json.dumps(card_of(in_thread), ensure_ascii=False)
+    home = [
+        c
+        for c in travel.fake.of("create")
+        if c.body.get("channelData", {}).get("channel", {}).get("id") == OK_CHANNEL
+    ]
+    assert home and "Kees" in json.dumps(card_of(home[-1]), ensure_ascii=False)
+    # The clicks are answers only the clicker sees: the suggestion card itself is unchanged.
+    assert travel.fake.attempts("update") == []
+
+
+async def test_a_click_on_a_stale_suggestion_is_answered_without_a_crash(
+    travel: TeamsEnv,
+) -> None:
+    await travel.install()
+    response = await travel.send(
+        click(travel, "boeket.crosspost.useful", "999999", "1700000000999", "sanne")
+    )
+    assert response.status == 200
+    body = await response.json()
+    assert body["task"]["type"] == "message"  # a short "received", no dialog, no error
+    assert travel.fake.calls == []
+
+
 # --- rate limits and permanent errors -----------------------------------------------------------
 
 
@@ -454,8 +672,10 @@ async def test_gateway_errors_are_retried_with_backoff(teams: TeamsEnv) -> None:
     await teams.install()
     teams.fake.fail("create", 502)
     teams.fake.fail("create", 412)
+    teams.fake.fail("create", 504)
     await teams.tick(OK_PROMPT_AT)
-    assert [c.status for c in teams.fake.attempts("create")] == [502, 412, 200]
+    assert [c.status for c in teams.fake.attempts("create")] == [502, 412, 504, 200]
+    assert len(teams.fake.of("create")) == 1  # posted once
 
 
 async def test_blocked_app_is_reported_once_and_not_retried(
