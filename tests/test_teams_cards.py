@@ -3,6 +3,7 @@ events, settings from the environment, pacing and backoff."""
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import replace
 
@@ -10,8 +11,7 @@ import pytest
 
 from adapters.teams import cards
 from adapters.teams.delivery import Pacer, next_slot, retry_delay
-from adapters.teams.settings import TEAMS_LIMITS
-from adapters.teams.settings import TeamsSettings, TeamsSettingsError
+from adapters.teams.settings import TEAMS_LIMITS, TeamsSettings, TeamsSettingsError
 from bot.messages import (
     Actions,
     Bullets,
@@ -105,6 +105,83 @@ def test_a_huge_message_is_shortened_but_keeps_its_buttons() -> None:
     assert len(str(card)) < 30_000
     assert card["body"][-1]["type"] == "ActionSet"
     assert any(e.get("text") == "…" for e in card["body"])
+
+
+def weekly_digest(sections: int = 40, bullets: int = 300) -> Message:
+    """A digest as the core composes one: every block kind, far more than fits in one card."""
+    words = "Één team 🌷 leerde dat *overdracht* [aan het bed] werkt — ‘vijf punten’ 🏥 "
+    return Message(
+        text="Wat groeide er deze week",
+        blocks=(
+            Header("🌷 Wat groeide er deze week in Ziekenhuis De Linde"),
+            Context("Week 9 · 1–7 maart 2027"),
+            Divider(),
+            *(
+                Section(words * 30, title=f"Afdeling {i}", quote=i % 2 == 0)
+                for i in range(sections)
+            ),
+            Bullets(tuple(f"Patroon {i}: {words}" for i in range(bullets)), title="Patronen"),
+            Context("Reageer met de knoppen hieronder."),
+            Actions(
+                (
+                    Button("boeket.digest.open", "Open het dashboard", "w9", "primary"),
+                    Button("boeket.digest.more", "Meer", "w9"),
+                )
+            ),
+        ),
+    )
+
+
+def test_any_neutral_message_fits_teams_size_limit_and_is_cut_cleanly() -> None:
+    digest = weekly_digest()
+    card = cards.message_card(digest)
+    assert card_problems(card) == []
+    encoded = json.dumps(card, ensure_ascii=False, separators=(",", ":")).encode()
+    assert len(encoded) <= cards.CARD_BUDGET
+    activity = json.dumps(cards.message_activity(digest), ensure_ascii=False).encode()
+    assert len(activity) < 28 * 1024  # Teams' limit for a whole message
+    body = card["body"]
+    assert body[0]["text"].startswith("🌷 Wat groeide er")  # the beginning is kept
+    assert body[-1]["type"] == "ActionSet"
+    assert [a["title"] for a in body[-1]["actions"]] == ["Open het dashboard", "Meer"]
+    assert body[-2]["text"] == "…"
+    # The last text before the "…" is cut at a word, not in an escape or a word.
+    texts = [e for e in body[:-2] if e.get("type") == "TextBlock"] + [
+        item for e in body[:-2] if e.get("type") == "Container" for item in e["items"]
+    ]
+    cut = [t["text"] for t in texts if t["text"].endswith(" …")]
+    assert len(cut) <= 1
+    for text in cut:
+        assert not text[:-2].endswith("\\") and text[:-2] == text[:-2].rstrip()
+    # Most of the budget is used: cutting is not dropping whole sections needlessly.
+    assert len(encoded) > cards.CARD_BUDGET * 0.9
+
+
+@pytest.mark.parametrize(("sections", "bullets"), [(0, 0), (1, 0), (0, 1000), (3, 5)])
+def test_messages_of_any_size_are_valid_cards_under_the_limit(sections: int, bullets: int) -> None:
+    card = cards.message_card(weekly_digest(sections, bullets))
+    assert card_problems(card) == []
+    size = len(json.dumps(card, ensure_ascii=False, separators=(",", ":")).encode())
+    assert size <= cards.CARD_BUDGET
+    assert card["body"][-1]["type"] == "ActionSet"
+
+
+def test_long_text_is_cut_at_a_word() -> None:
+    text = "overdracht " * 500
+    card = cards.message_card(Message(text="x", blocks=(Section(text),)))
+    shown = card["body"][0]["text"]
+    assert len(shown) <= cards.MAX_TEXT and shown.endswith("…")
+    assert shown[:-1].rstrip().endswith("overdracht")
+
+
+def test_received_card_marks_once_and_keeps_the_buttons() -> None:
+    card = cards.message_card(message())
+    marked = cards.received_card(card, "Ontvangen.")
+    assert card_problems(marked) == []
+    assert cards.received_card(marked, "Ontvangen.") == marked  # once, however many answers
+    assert marked["body"][-1] == card["body"][-1]  # the buttons stay last
+    assert [e for e in marked["body"] if e.get("id") != "boeket-received"] == card["body"]
+    assert "Ontvangen" not in json.dumps(card)
 
 
 def share_form() -> Form:
@@ -265,6 +342,45 @@ def test_settings_from_the_environment() -> None:
     assert full is not None and full.authenticated and not full.dev_mode
     dev = TeamsSettings.from_env({"TEAMS_DEV_MODE": "true"})
     assert dev is not None and dev.dev_mode and not dev.authenticated
+
+
+def test_sovereign_cloud_urls_from_the_environment() -> None:
+    base = {"TEAMS_CLIENT_ID": APP, "TEAMS_CLIENT_SECRET": "s", "TEAMS_TENANT_ID": TENANT}
+    public = TeamsSettings.from_env(base)
+    assert public is not None
+    assert public.openid_metadata_url == (
+        "https://login.botframework.com/v1/.well-known/openidconfiguration"
+    )
+    assert public.login_url == "https://login.microsoftonline.com"
+    gov = TeamsSettings.from_env(
+        {
+            **base,
+            "TEAMS_OPENID_METADATA_URL": (
+                "https://login.botframework.azure.us/v1/.well-known/openidconfiguration"
+            ),
+            "TEAMS_LOGIN_URL": "https://login.microsoftonline.us",
+        }
+    )
+    assert gov is not None and gov.login_url == "https://login.microsoftonline.us"
+    local = TeamsSettings.from_env({**base, "TEAMS_LOGIN_URL": "http://127.0.0.1:8123"})
+    assert local is not None and local.login_url == "http://127.0.0.1:8123"
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        (
+            {"TEAMS_OPENID_METADATA_URL": "http://login.example.org/meta"},
+            "TEAMS_OPENID_METADATA_URL",
+        ),
+        ({"TEAMS_LOGIN_URL": "login.microsoftonline.us"}, "TEAMS_LOGIN_URL"),
+    ],
+)
+def test_token_urls_must_be_https(env: dict[str, str], name: str) -> None:
+    base = {"TEAMS_CLIENT_ID": APP, "TEAMS_CLIENT_SECRET": "s", "TEAMS_TENANT_ID": TENANT}
+    with pytest.raises(TeamsSettingsError) as caught:
+        TeamsSettings.from_env({**base, **env})
+    assert caught.value.name == name
 
 
 @pytest.mark.parametrize(

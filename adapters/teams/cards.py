@@ -67,8 +67,9 @@ MAX_TEXT = 4000  # characters of one TextBlock: a person's text is shortened, ne
 MAX_TITLE = 200
 MAX_BUTTON = 60
 CARD_BUDGET = 24_000
-"""Characters of compact card JSON. Teams refuses messages over about 28 KB; trailing blocks give
-way to "…" to stay under it, buttons last."""
+"""Bytes of compact card JSON (UTF-8). Teams refuses a message over about 28 KB, envelope
+included; past this budget the text is cut at a word, the rest gives way to "…", and the
+buttons stay."""
 
 _RESERVED = frozenset({FORM_KEY, "verb", "value", "msteams"})
 
@@ -95,9 +96,14 @@ def escape_markdown(text: str) -> str:
 
 
 def _cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters: cut at a word when one ends near the limit."""
     if len(text) <= limit:
         return text
-    return text[: limit - 1].rstrip() + ELLIPSIS
+    head = text[: limit - 1]
+    space = max(head.rfind(" "), head.rfind("\n"))
+    if space >= limit * 0.8:
+        head = head[:space]
+    return head.rstrip() + ELLIPSIS
 
 
 def _person_text(text: str, limit: int = MAX_TEXT) -> str:
@@ -202,29 +208,73 @@ def _card(
     return card
 
 
-def _size(card: dict[str, Any]) -> int:
-    return len(json.dumps(card, ensure_ascii=False, separators=(",", ":")))
+def _size(data: Any) -> int:
+    """Bytes of `data` as compact JSON in UTF-8: what counts against Teams' message size."""
+    return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def _shorten_to(element: dict[str, Any], room: int) -> dict[str, Any] | None:
+    """`element` (a TextBlock, or a quote's Container of one) cut at a word to fit `room` bytes."""
+    if element.get("type") == "Container" and len(element.get("items", [])) == 1:
+        inner = _shorten_to(
+            element["items"][0], room - (_size(element) - _size(element["items"][0]))
+        )
+        return None if inner is None else {**element, "items": [inner]}
+    text = element.get("text")
+    if element.get("type") != "TextBlock" or not isinstance(text, str):
+        return None
+    keep = len(text)
+    while keep > 80:
+        # Cut where a word ends: escapes (`\*`) hold no spaces, so none is split in two.
+        head = text[:keep]
+        space = head.rfind(" ")
+        head = head[:space] if space > keep // 2 else head.rstrip("\\")
+        shorter = {**element, "text": head.rstrip() + " " + ELLIPSIS}
+        if _size(shorter) <= room:
+            return shorter
+        keep = int(keep * min(0.9, room / max(1, _size(shorter))))
+    return None
+
+
+def _fit(body: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """The body cut to `budget` bytes: text in order as long as it fits, then "…"; every
+    ActionSet is kept, since buttons are how people answer."""
+    marker = _text_block(ELLIPSIS, isSubtle=True)
+    fixed = sum(_size(e) + 1 for e in body if e["type"] == "ActionSet")
+    room = budget - _size(_card([])) - fixed - _size(marker) - 1
+    kept: list[dict[str, Any]] = []
+    cut = False
+    for element in body:
+        if element["type"] == "ActionSet":
+            kept.append(element)  # in place; after the cut, right after the "…"
+            continue
+        if cut:
+            continue
+        size = _size(element) + 1
+        if size <= room:
+            kept.append(element)
+            room -= size
+            continue
+        shorter = _shorten_to(element, room - 1) if room > 200 else None
+        if shorter is not None:
+            kept.append(shorter)
+        kept.append(marker)
+        cut = True
+    return kept
 
 
 def message_card(message: Message) -> dict[str, Any]:
     """An Adaptive Card for a neutral message. Empty containers (a Divider) keep their place.
 
-    When the card is over `CARD_BUDGET`, trailing text gives way to a "…" line; buttons stay.
+    Any message fits Teams' size limit: past `CARD_BUDGET` the text is cut cleanly, at a word,
+    followed by a "…" line; the buttons stay.
     """
     body = [element for block in message.blocks for element in _elements(block)]
     if not body:
         body = [_text_block(_person_text(message.text or ELLIPSIS))]
     card = _card(body)
-    marker = _text_block(ELLIPSIS, isSubtle=True)
-    trimmed = False
-    while _size(card) > CARD_BUDGET:
-        texts = [i for i, e in enumerate(body) if e["type"] != "ActionSet" and e is not marker]
-        if not texts:
-            break
-        del body[texts[-1]]
-        if not trimmed:
-            body.insert(texts[-1], marker)
-            trimmed = True
+    if _size(card) > CARD_BUDGET:
+        card = _card(_fit(body, CARD_BUDGET))
     return card
 
 
