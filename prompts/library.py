@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent
 LANGUAGES = ("nl", "en")
 KINDS = ("succes", "les", "casus", "koers", "waardering", "perspectief")
 SYMBOLISMS = ("bloemen", "briljanten", "bouwstenen")
-UI_FILES = ("ui.yaml", "digest.yaml")  # texts addressed by dotted key, in this order
+UI_FILES = ("ui.yaml", "digest.yaml", "poster.yaml")  # texts addressed by dotted key, in this order
 
 
 class PromptError(Exception):
