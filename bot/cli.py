@@ -313,6 +313,61 @@ def cmd_teams_package(args: argparse.Namespace, settings: Settings, prompts: Pro
 # --- parser -------------------------------------------------------------------------------------
 
 
+def cmd_export(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    from bot.cycle import Texts
+    from bot.export import export
+    from bot.overview import build_overview
+    from storage.db import Database
+    from storage.digests import DigestRepository
+    from storage.repositories import PersonSettingsRepository
+
+    lang = settings.language
+    config = _load(settings.config_path, prompts, lang)
+    today = datetime.now(ZoneInfo(config.timezone)).date()
+    until = args.to or today
+    since = args.since or until.replace(day=1)
+    if since > until:
+        raise UserError(prompts.text(lang, "export.bad_period", start=since, end=until))
+    texts = Texts(config, prompts)
+    out_lang = args.lang or config.language
+
+    def t(key: str, **params: object) -> str:
+        return prompts.text(out_lang, key, symbolism=config.symbolism, **params)
+
+    async def run() -> tuple[str, int]:
+        db = Database.connect(settings.database_url)
+        try:
+            await db.upgrade()
+            overview = await build_overview(
+                config=config,
+                texts=texts,
+                digests=DigestRepository(db),
+                settings=PersonSettingsRepository(db),
+                since=since,
+                until=until,
+                language=out_lang,
+            )
+        finally:
+            await db.dispose()
+        return export(overview, args.format, t), len(overview.entries)
+
+    try:
+        text, count = asyncio.run(run())
+    except (OSError, ConnectionError) as exc:
+        raise UserError(prompts.text(lang, "cli.database_error", reason=str(exc))) from None
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(
+            prompts.text(lang, "export.unwritable", path=args.out, reason=exc.strerror or exc)
+        ) from None
+    print(prompts.text(lang, "export.written", path=args.out, count=count), file=sys.stderr)
+    return 0
+
+
 def _speed(value: str) -> float:
     try:
         speed = float(value)
@@ -467,6 +522,32 @@ def parser() -> argparse.ArgumentParser:
         help="the host name where Boeket runs, e.g. boeket.example.nl (the developer's website)",
     )
     teams_package.set_defaults(func=cmd_teams_package)
+
+    exp = sub.add_parser(
+        "export",
+        help="export a period's contributions per goal, theme and department (md, csv, json)",
+        description="Export what grew in a period, for a strategy session: per organisation "
+        "goal, per theme and per department. Anonymous contributions carry no name; "
+        "contributions their authors marked as not to be shared are left out.",
+    )
+    exp.add_argument(
+        "--from",
+        dest="since",
+        metavar="DATE",
+        type=_date,
+        help="first day, YYYY-MM-DD (default: the first of --to's month)",
+    )
+    exp.add_argument(
+        "--to", metavar="DATE", type=_date, help="last day, YYYY-MM-DD (default: today)"
+    )
+    exp.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    exp.add_argument("--out", type=Path, help="write to this file instead of standard output")
+    exp.add_argument("--lang", choices=("nl", "en"), help="language of the export")
+    exp.add_argument(
+        "--config", type=Path, help="organisation config (default: the example hospital)"
+    )
+    exp.add_argument("--database", help="database URL (default BOEKET_DATABASE_URL or SQLite)")
+    exp.set_defaults(func=cmd_export)
     return top
 
 

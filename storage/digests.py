@@ -160,6 +160,71 @@ class DigestRepository:
         async with self._db.sessions() as session:
             return [_contribution(r) for r in (await session.scalars(stmt)).all()]
 
+    async def by_author(
+        self, organisation_id: str, platform: str, person_id: str
+    ) -> list[Contribution]:
+        """A person's own contributions on name (anonymous ones keep no link to anybody)."""
+        stmt = (
+            select(ContributionRow)
+            .where(
+                ContributionRow.organisation_id == organisation_id,
+                ContributionRow.platform == platform,
+                ContributionRow.author_id == person_id,
+                ContributionRow.anonymous.is_(False),
+            )
+            .order_by(ContributionRow.created_at.desc(), ContributionRow.id.desc())
+        )
+        async with self._db.sessions() as session:
+            return [_contribution(r) for r in (await session.scalars(stmt)).all()]
+
+    async def journeys(
+        self, organisation_id: str, contribution_ids: list[int]
+    ) -> dict[int, list[tuple[Crosspost, list[str]]]]:
+        """Where each contribution was suggested, with the verdicts it got there."""
+        if not contribution_ids:
+            return {}
+        stmt = (
+            select(CrosspostRow)
+            .where(
+                CrosspostRow.organisation_id == organisation_id,
+                CrosspostRow.contribution_id.in_(contribution_ids),
+            )
+            .order_by(CrosspostRow.id)
+        )
+        verdicts = select(CrosspostFeedbackRow.crosspost_id, CrosspostFeedbackRow.verdict)
+        out: dict[int, list[tuple[Crosspost, list[str]]]] = {}
+        async with self._db.sessions() as session:
+            rows = (await session.scalars(stmt)).all()
+            by_post: dict[int, list[str]] = {}
+            if rows:
+                found = await session.execute(
+                    verdicts.where(CrosspostFeedbackRow.crosspost_id.in_([r.id for r in rows]))
+                )
+                for post_id, verdict in found.all():
+                    by_post.setdefault(int(post_id), []).append(str(verdict))
+        for row in rows:
+            out.setdefault(row.contribution_id, []).append(
+                (_crosspost(row), sorted(by_post.get(row.id, [])))
+            )
+        return out
+
+    async def translations_of(
+        self, organisation_id: str, contribution_ids: list[int]
+    ) -> dict[int, list[Contribution]]:
+        """The receiving departments' translations of each contribution."""
+        wanted = {str(i) for i in contribution_ids}
+        stmt = select(ContributionRow).where(
+            ContributionRow.organisation_id == organisation_id,
+            ContributionRow.source == "translation",
+        )
+        out: dict[int, list[Contribution]] = {}
+        async with self._db.sessions() as session:
+            for row in (await session.scalars(stmt)).all():
+                original = (row.fields or {}).get("translates")
+                if original in wanted:
+                    out.setdefault(int(original), []).append(_contribution(row))
+        return out
+
     async def connections(
         self, organisation_id: str, since: datetime, until: datetime
     ) -> list[Connection]:
