@@ -14,11 +14,13 @@ from bot.config import OrgConfig
 from bot.contributions import ContributionService
 from bot.crosspost import Crossposter, LessonTravel
 from bot.cycle import CycleEngine, Texts
+from bot.dashboard import Dashboard
 from bot.digest import DigestEngine
 from bot.domain import Person
 from bot.embedders import Embedder, LexicalEmbedder, OpenAIEmbedder, build_embedder
+from bot.links import Signer
 from bot.matcher import Matcher
-from bot.messages import Ephemeral, Event, Message, Response, Section
+from bot.messages import CommandEvent, Ephemeral, Event, Message, Response, Section
 from bot.ports import Adapter, Clock
 from bot.scheduler import Ticker, tick_interval
 from bot.settings import Settings
@@ -80,6 +82,7 @@ class Boeket:
     crossposter: Crossposter
     background: Background
     digest: DigestEngine
+    dashboard: Dashboard
     ticker: Ticker | None = None
     _started: bool = field(default=False, repr=False)
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
@@ -87,6 +90,8 @@ class Boeket:
     async def handle(self, event: Event) -> Response:
         """Every adapter's way in. A failure answers the person kindly and is logged."""
         try:
+            if isinstance(event, CommandEvent) and (link := await self._link(event)):
+                return link
             return await self.contributions.handle(event)
         except Exception:
             log.exception("handling %s failed", type(event).__name__)
@@ -98,6 +103,20 @@ class Boeket:
             )
             text = self.texts(dept, "errors.internal")
             return Ephemeral(Message(text=text, blocks=(Section(text),)))
+
+    async def _link(self, event: CommandEvent) -> Response:
+        """`/deel dashboard` and `/deel overzicht`: a signed link only the asker sees."""
+        words = event.text.strip().lower().split()
+        sub = words[0] if words else ""
+        dept = self.config.department_for_channel(event.channel.platform, event.channel.channel)
+        if sub == "dashboard":
+            text = self.texts(dept, "dashboard.link", url=await self.dashboard.dashboard_link())
+        elif sub in {"overzicht", "overview"}:
+            url = await self.dashboard.own_link(event.channel.platform, event.person.id)
+            text = self.texts(dept, "dashboard.own_link", url=url)
+        else:
+            return None
+        return Ephemeral(Message(text=text, blocks=(Section(text),)))
 
     async def tick(self) -> None:
         """One beat of the timer: the learning cycle's due steps, due suggestions, the digest."""
@@ -184,6 +203,15 @@ def build(
         )
         adapters[teams.platform] = teams
     adapters.update(extra_adapters or {})
+    signer: list[Signer] = []
+
+    async def shared_signer() -> Signer:
+        if not signer:
+            signer.append(
+                await Signer.shared(settings.secret, StateStore(db, "boeket"), clock.now())
+            )
+        return signer[0]
+
     cycle = CycleEngine(
         config=config,
         texts=texts,
@@ -249,6 +277,17 @@ def build(
             worker=settings.worker_id,
             public_url=settings.public_url,
         ),
+        dashboard=Dashboard(
+            config=config,
+            texts=texts,
+            digests=DigestRepository(db),
+            settings=settings_repo,
+            adapters=adapters,
+            clock=clock,
+            signer=shared_signer,
+            admin_token=settings.admin_token,
+            public_url=settings.public_url,
+        ),
     )
 
 
@@ -276,6 +315,7 @@ def web_app(boeket: Boeket, *, timer: bool = True) -> web.Application:
     app = web.Application(client_max_size=1024**2)
     app[BOEKET] = boeket
     app.router.add_get("/health", _health)
+    app.router.add_routes(boeket.dashboard.routes())
     for adapter in boeket.adapters.values():
         app.router.add_routes(adapter.routes())
 

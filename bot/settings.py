@@ -57,6 +57,10 @@ class Settings:
     teams: TeamsSettings | None = None
     # Where people reach this Boeket from their browser (links in chat to the dashboard).
     public_url: str = ""
+    # Opens the dashboard (a login form, or Authorization: Bearer); empty: only chat links do.
+    admin_token: str = ""
+    # Signs the links Boeket gives in chat; empty: one is generated and kept in the database.
+    secret: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -79,7 +83,18 @@ class Settings:
             embeddings=_endpoint(env),
             teams=TeamsSettings.from_env(env),
             public_url=_public_url(env.get("BOEKET_PUBLIC_URL", "")),
+            admin_token=_long_enough(env, "BOEKET_ADMIN_TOKEN"),
+            secret=_long_enough(env, "BOEKET_SECRET"),
         )
+
+
+def _long_enough(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if value and len(value) < 16:
+        raise SettingsError(
+            name, "(hidden)", "at least 16 characters, e.g. from `openssl rand -hex 24`"
+        )
+    return value
 
 
 def _public_url(value: str) -> str:
