@@ -154,12 +154,14 @@ class Boeket:
     async def stop(self) -> None:
         if self.ticker is not None:
             self.ticker.stop()
+        # Adapters first: the work that follows their last acknowledgements (a thread reply
+        # handed to the core) may still start background work.
+        for adapter in self.adapters.values():
+            await adapter.stop()
         await self.background.drain()
         if self._session is not None:
             await self._session.close()
             self._session = None
-        for adapter in self.adapters.values():
-            await adapter.stop()
         await self.db.dispose()
         self._started = False
 
@@ -188,7 +190,10 @@ def build(
         from adapters.slack.adapter import SlackAdapter
 
         slack = SlackAdapter(
-            settings.slack, engine=db.engine, close_label=texts(None, "form.cancel")
+            settings.slack,
+            engine=db.engine,
+            state=StateStore(db, "slack"),
+            close_label=texts(None, "form.cancel"),
         )
         adapters[slack.platform] = slack
     if settings.teams is not None:

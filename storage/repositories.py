@@ -521,6 +521,24 @@ class StateStore:
         async with self._db.sessions.begin() as session:
             await session.execute(stmt)
 
+    async def add(self, key: str, value: dict[str, Any], now: datetime) -> bool:
+        """Keep `value` under `key` unless the key is taken: one INSERT, True when it was new."""
+        stmt = (
+            _insert(self._db, AdapterStateRow)
+            .values(platform=self._platform, key=key, value=value, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["platform", "key"])
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def delete(self, key: str) -> None:
+        stmt = delete(AdapterStateRow).where(
+            AdapterStateRow.platform == self._platform, AdapterStateRow.key == key
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)
+
     async def keys(self, prefix: str = "") -> Sequence[str]:
         stmt = select(AdapterStateRow.key).where(
             AdapterStateRow.platform == self._platform, AdapterStateRow.key.startswith(prefix)

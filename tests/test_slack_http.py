@@ -22,6 +22,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from slack_sdk.signature import SignatureVerifier
 
+from adapters.slack.adapter import SlackAdapter
 from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import block_problems
 from bot.app import Boeket, build, web_app
@@ -155,7 +156,15 @@ class SlackEnv:
         self.clock.set(moment)
         await self.boeket.cycle.tick()
 
+    async def settle(self) -> None:
+        """Wait for what Boeket does after its acknowledgements (thread replies, modals)."""
+        adapter = self.boeket.adapters["slack"]
+        assert isinstance(adapter, SlackAdapter)
+        await adapter.settle()
+
     async def contributions(self) -> list[Any]:
+        """The stored contributions, once the requests sent so far have been worked off."""
+        await self.settle()
         return await ContributionRepository(self.db).all(ORG)
 
 
@@ -546,7 +555,9 @@ async def test_app_home_shows_own_contributions_settings_and_overview(slack: Sla
         reply_event("Iets van iemand anders.", thread, user="U2", ts="1700000100.000200"),
         event_id="Ev0H2",
     )
+    await slack.settle()  # both replies are stored
     assert (await slack.event(home_opened(), event_id="Ev0HOME")).status == 200
+    await slack.settle()  # the page follows the acknowledgement
     [published] = slack.fake.of("views.publish")
     assert published.args["user_id"] == "U1"
     view = published.args["view"]

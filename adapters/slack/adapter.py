@@ -1,9 +1,18 @@
 """Slack: slack-bolt's AsyncApp mounted in Boeket's aiohttp application.
 
-One endpoint, ``POST /slack/events``, takes events, slash commands and interactivity. Bolt verifies
-the signature (five-minute replay window). Everything that must not be lost is written to the
-database before Slack gets its answer (``process_before_response``); slow work that may be lost —
-opening a modal — runs in lazy listeners after the acknowledgement.
+One endpoint, ``POST /slack/events``, takes events, slash commands and interactivity (or, with an
+app-level token, Socket Mode). Bolt verifies the signature (five-minute replay window).
+
+Slack's answer waits only for what must not be lost (``process_before_response``), and for no more:
+
+- a thread reply is written to an inbox (one INSERT, ``ON CONFLICT DO NOTHING`` on the event id)
+  and acknowledged; the core stores it as a contribution afterwards, a few at a time, and an inbox
+  left behind by a crash is worked off at the next start. The core's own key (the event id) keeps
+  a retried or replayed delivery from being stored twice.
+- `/deel`, buttons and App Home are acknowledged at once; their work (a modal, a whisper, a page)
+  follows in tasks that `stop` waits for. Nothing in them needs to survive a crash: a modal's
+  trigger is only valid for three seconds anyway.
+- a form submission is stored before the answer, because validation errors travel in it.
 """
 
 from __future__ import annotations
@@ -13,9 +22,11 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
@@ -60,6 +71,10 @@ BOT_SCOPES = (
 )
 ACTIONS = re.compile(r"^boeket\.")
 NAME_CACHE = 5000
+INBOX = "inbox:"
+# Thread replies worked off at the same time: each holds the database and perhaps the embedder,
+# and the acknowledgements of the requests still arriving need both too.
+INBOX_WORKERS = 4
 log = logging.getLogger(__name__)
 
 # Slack errors that retrying does not fix, with what the admin should do about each.
@@ -89,6 +104,18 @@ def slack_error(exc: SlackApiError) -> str:
     return f"http_{getattr(response, 'status_code', '?')}"
 
 
+class StateStorePort(Protocol):
+    """Opaque JSON per key, here the inbox of thread replies not yet handed to the core."""
+
+    async def add(self, key: str, value: dict[str, Any], now: datetime) -> bool: ...
+
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def keys(self, prefix: str = "") -> Sequence[str]: ...
+
+
 def pacing_slot(last: float, now: float, interval: float) -> float:
     """When the next post in a channel may go: Slack allows about one message a second."""
     return max(now, last + interval)
@@ -104,9 +131,11 @@ class SlackAdapter:
         settings: SlackSettings,
         *,
         engine: AsyncEngine | None = None,
+        state: StateStorePort | None = None,
         close_label: str = "Annuleren",
     ) -> None:
         self._settings = settings
+        self._state = state
         self._pace_seconds = settings.pace_seconds
         self._close_label = close_label
         self._handler: EventHandler | None = None
@@ -116,6 +145,8 @@ class SlackAdapter:
         self._clients: dict[str, AsyncWebClient] = {}
         self._privacy: dict[tuple[str, str], tuple[bool, float]] = {}
         self._pending: set[asyncio.Future[None]] = set()
+        self._inbox_slots = asyncio.Semaphore(INBOX_WORKERS)
+        self._session: aiohttp.ClientSession | None = None
         self._socket_handler: Any = None
         self._installations: AsyncSQLAlchemyInstallationStore | None = None
         self.client = self._new_client(settings.bot_token or None)
@@ -145,14 +176,15 @@ class SlackAdapter:
         else:
             self.app = AsyncApp(
                 signing_secret=settings.signing_secret,
-                token=settings.bot_token,
-                client=self.client,
+                client=self.client,  # it carries the bot token
                 process_before_response=True,
             )
         self._register()
 
     def _new_client(self, token: str | None) -> AsyncWebClient:
-        client = AsyncWebClient(token=token, base_url=self._settings.api_url)
+        # One HTTP session for every call (set at start): without it slack_sdk opens a new
+        # session, and a new connection, per call. Bolt's per-request clients copy it from here.
+        client = AsyncWebClient(token=token, base_url=self._settings.api_url, session=self._session)
         # 429s are safe to repeat (Slack did nothing); honour Retry-After, a few times.
         client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
         if not any(isinstance(h, AsyncConnectionErrorRetryHandler) for h in client.retry_handlers):
@@ -163,6 +195,11 @@ class SlackAdapter:
 
     async def start(self, handler: EventHandler) -> None:
         self._handler = handler
+        self._session = aiohttp.ClientSession()
+        self.client.session = self._session
+        for client in self._clients.values():
+            client.session = self._session
+        await self._replay_inbox()
         if self._settings.socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -172,23 +209,44 @@ class SlackAdapter:
         else:
             log.info("Slack: listening at /slack/events (%s workspace mode)", self._settings.mode)
 
-    def _later(self, call: Awaitable[Any]) -> None:
+    def _later(self, call: Awaitable[Any], what: str = "a whisper to one person") -> None:
+        """Run `call` after Slack has its answer; `stop` waits for it."""
+
         async def run() -> None:
             try:
                 await call
             except SlackApiError as exc:
-                log.warning("Slack: a whisper to one person failed (%s)", slack_error(exc))
+                log.warning("Slack: %s failed (%s)", what, slack_error(exc))
+            except Exception:
+                log.exception("Slack: %s failed", what)
 
         task = asyncio.ensure_future(run())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    @property
+    def busy(self) -> int:
+        """Work still running after its acknowledgement (inbox, modals, whispers)."""
+        return len(self._pending)
+
+    async def settle(self) -> None:
+        """Wait until the work after the acknowledgements is done, and what it started."""
+        while self._pending:
+            tasks = list(self._pending)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._pending.difference_update(tasks)  # their done-callbacks may not have run yet
+
     async def stop(self) -> None:
-        if self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
             self._socket_handler = None
+        await self.settle()
+        if self._session is not None:
+            # Background work that still calls Slack after this gets a session per call again.
+            for client in (self.client, *self._clients.values()):
+                client.session = None
+            await self._session.close()
+            self._session = None
 
     def routes(self) -> list[web.AbstractRouteDef]:
         routes: list[web.AbstractRouteDef] = [web.post("/slack/events", self._dispatch)]
@@ -376,30 +434,70 @@ class SlackAdapter:
     def _register(self) -> None:
         app = self.app
         app.event("message")(self._on_message)
-        app.command("/deel")(ack=self._ack, lazy=[self._on_command])
-        app.action(ACTIONS)(ack=self._ack, lazy=[self._on_action])
+        app.command("/deel")(self._on_command)
+        app.action(ACTIONS)(self._on_action)
         app.view(ACTIONS)(self._on_view)
         app.event("app_home_opened")(self._on_home)
         for event in ("member_joined_channel", "app_uninstalled", "tokens_revoked"):
             app.event(event)(self._on_lifecycle)
-
-    async def _ack(self, ack: Callable[..., Awaitable[None]]) -> None:
-        await ack()
 
     async def _handle(self, event: Any) -> Response:
         if self._handler is None:
             raise RuntimeError("the Slack adapter has not been started")
         return await self._handler(event)
 
+    # --- thread replies: inbox first, the core after the acknowledgement ---------------------
+
     async def _on_message(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+        event = translate.message_event(body)
+        if event is None:
+            return
+        if event.thread_id is None or self._state is None:
+            # Only thread replies become contributions; other chatter is passed on, but is not
+            # worth a write before the answer.
+            self._later(self._reply(body, client), "a message")
+            return
+        kept = {key: body.get(key) for key in ("type", "event_id", "team_id", "event")}
+        key = INBOX + event.event_id
+        if await self._state.add(key, kept, datetime.now(UTC)):
+            self._later(self._from_inbox(key, kept, client), "a thread reply")
+        # else: a retry of a delivery already in the inbox, which is being worked off
+
+    async def _replay_inbox(self) -> None:
+        """Thread replies acknowledged before a crash or restart but not yet handed on."""
+        if self._state is None:
+            return
+        keys = await self._state.keys(INBOX)
+        for key in keys:
+            kept = await self._state.get(key)
+            if kept is not None:
+                self._later(self._from_inbox(key, kept), "a thread reply")
+        if keys:
+            log.info("Slack: %d thread replies from before the restart are handed on", len(keys))
+
+    async def _from_inbox(
+        self, key: str, body: dict[str, Any], client: AsyncWebClient | None = None
+    ) -> None:
+        """Hand one inbox entry to the core, then remove it. Should this fail half-way, the entry
+        stays for the next start; the core's event key makes a second pass store nothing twice."""
+        async with self._inbox_slots:
+            try:
+                if client is None:
+                    client = await self._client_for(str(body.get("team_id") or ""))
+                await self._reply(body, client)
+            except PermanentDeliveryError as exc:
+                log.warning("Slack: a thread reply is dropped: %s", exc)
+            if self._state is not None:
+                await self._state.delete(key)
+
+    async def _reply(self, body: dict[str, Any], client: AsyncWebClient) -> None:
         event = translate.message_event(body)
         if event is None:
             return
         name = await self._name(client, event.workspace, event.person.id)
         event = _with_person(event, Person(event.person.id, name))
-        response = await self._handle(event)  # stored before Slack gets its answer
+        response = await self._handle(event)
         if isinstance(response, Ephemeral):
-            # The follow-up question may come a moment later: Slack's answer does not wait for it.
             text, blocks = translate.message_payload(response.message)
             self._later(
                 client.chat_postEphemeral(
@@ -411,12 +509,18 @@ class SlackAdapter:
                 )
             )
 
-    async def _on_home(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def _on_home(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
         event = body.get("event", {})
+        await ack()
         if event.get("tab") != "home" or not event.get("user"):
             return
+        self._later(self._home(body, client), "the App Home page")
+
+    async def _home(self, body: dict[str, Any], client: AsyncWebClient) -> None:
         team = str(body.get("team_id", ""))
-        user = str(event["user"])
+        user = str(body["event"]["user"])
         person = Person(user, await self._name(client, team, user))
         response = await self._handle(
             HomeEvent(str(body.get("event_id", "")), PLATFORM, person, workspace=team)
@@ -463,6 +567,16 @@ class SlackAdapter:
                 await self._direct(client, str(body["user"]["id"]), response.message)
 
     async def _on_command(
+        self,
+        ack: Callable[..., Awaitable[None]],
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        respond: Callable[..., Awaitable[Any]],
+    ) -> None:
+        await ack()
+        self._later(self._command(body, client, respond), "/deel")
+
+    async def _command(
         self, body: dict[str, Any], client: AsyncWebClient, respond: Callable[..., Awaitable[Any]]
     ) -> None:
         event: CommandEvent = translate.command_event(body)
@@ -471,6 +585,16 @@ class SlackAdapter:
         await self._show(await self._handle(event), body, client, respond, event.channel.channel)
 
     async def _on_action(
+        self,
+        ack: Callable[..., Awaitable[None]],
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        respond: Callable[..., Awaitable[Any]],
+    ) -> None:
+        await ack()
+        self._later(self._action(body, client, respond), "a button")
+
+    async def _action(
         self, body: dict[str, Any], client: AsyncWebClient, respond: Callable[..., Awaitable[Any]]
     ) -> None:
         event: ButtonEvent | None = translate.action_event(body)
