@@ -260,6 +260,17 @@ def build(
             background=background,
         ),
     )
+    dashboard = Dashboard(
+        config=config,
+        texts=texts,
+        digests=DigestRepository(db),
+        settings=settings_repo,
+        adapters=adapters,
+        clock=clock,
+        signer=shared_signer,
+        admin_token=settings.admin_token,
+        public_url=settings.public_url,
+    )
     return Boeket(
         settings=settings,
         config=config,
@@ -280,19 +291,9 @@ def build(
             adapters=adapters,
             clock=clock,
             worker=settings.worker_id,
-            public_url=settings.public_url,
+            dashboard_link=dashboard.dashboard_link if settings.public_url else None,
         ),
-        dashboard=Dashboard(
-            config=config,
-            texts=texts,
-            digests=DigestRepository(db),
-            settings=settings_repo,
-            adapters=adapters,
-            clock=clock,
-            signer=shared_signer,
-            admin_token=settings.admin_token,
-            public_url=settings.public_url,
-        ),
+        dashboard=dashboard,
     )
 
 

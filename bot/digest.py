@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -89,7 +89,7 @@ class DigestEngine:
         adapters: Mapping[str, Adapter],
         clock: Clock,
         worker: str,
-        public_url: str = "",
+        dashboard_link: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self._config = config
         self._t = texts
@@ -98,7 +98,8 @@ class DigestEngine:
         self._visibility = Visibility(adapters)
         self._clock = clock
         self.worker = worker
-        self._public_url = public_url
+        # A signed link to the dashboard, for what does not fit in a chat message.
+        self._dashboard_link = dashboard_link
 
     @property
     def org(self) -> str:
@@ -159,7 +160,8 @@ class DigestEngine:
             )
             return False
         try:
-            posted = await adapter.post(channel, self.render(content))
+            link = await self._dashboard_link() if self._dashboard_link else ""
+            posted = await adapter.post(channel, self.render(content, link))
         except PermanentDeliveryError as exc:
             log.error(
                 "cannot post the weekly digest in %s channel %s: %s. %s",
@@ -313,7 +315,7 @@ class DigestEngine:
 
     # --- how -----------------------------------------------------------------------------------
 
-    def render(self, content: DigestContent) -> Message:
+    def render(self, content: DigestContent, dashboard_link: str = "") -> Message:
         t = self._t
         week = content.week
         title = t(None, "digest.title")
@@ -389,8 +391,8 @@ class DigestEngine:
             )
         )
         blocks.append(Context(t(None, "digest.participation_note")))
-        if self._public_url:
-            blocks.append(Context(t(None, "digest.dashboard", url=f"{self._public_url}/dashboard")))
+        if dashboard_link:
+            blocks.append(Context(t(None, "digest.dashboard", url=dashboard_link)))
         text = f"{title} — " + t(
             None,
             "digest.period",

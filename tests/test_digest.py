@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import yaml
@@ -381,7 +383,11 @@ async def test_digest_is_posted_to_slack_as_valid_block_kit(
         assert block_problems(blocks, surface="message") == []
         dumped = json.dumps(blocks, ensure_ascii=False)
         assert "Het boeket van deze week" in dumped
-        assert "https://boeket.example.nl/dashboard" in dumped
+        # The rest of the week is one signed link away: it opens the dashboard, no login.
+        [link] = re.findall(r"https://boeket\.example\.nl/dashboard\?access=[\w%-]+", dumped)
+        token = unquote(link.split("access=")[1])
+        signer = await boeket.dashboard._signer()
+        assert signer.verify(token, DUE) == "dashboard"
         assert "Fatima" not in dumped
     finally:
         await boeket.stop()
