@@ -24,6 +24,7 @@ from bot.messages import CommandEvent, Ephemeral, Event, Message, Response, Sect
 from bot.ports import Adapter, Clock
 from bot.scheduler import Ticker, tick_interval
 from bot.settings import Settings
+from bot.themes import ThemeTagger
 from prompts.library import PromptLibrary
 from storage.db import Database
 from storage.digests import DigestRepository
@@ -233,7 +234,10 @@ def build(
         clock=clock,
     )
     settings_repo = PersonSettingsRepository(db)
+    # The tagger follows the matcher's embedder, which `start` may replace (an endpoint).
+    themes = ThemeTagger(config.themes, embedder=lambda: matcher.embedder)
     crossposter = Crossposter(
+        themes=themes,
         config=config,
         texts=texts,
         matcher=matcher,
@@ -246,6 +250,7 @@ def build(
     )
     background = Background()
     service = ContributionService(
+        themes=themes,
         config=config,
         texts=texts,
         contributions=contributions,

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Protocol
@@ -53,6 +54,7 @@ from bot.messages import (
     ShowHome,
 )
 from bot.ports import Clock
+from bot.themes import ThemeTagger
 from storage.repositories import (
     ContributionRepository,
     OccurrenceRepository,
@@ -72,6 +74,10 @@ DELETE_ACTION = "boeket.delete"
 LANGUAGE_ACTION = "boeket.settings.language"
 ANONYMOUS_ACTION = "boeket.settings.anonymous"
 NAMED_ACTION = "boeket.settings.named"
+THEMES_ACTION = "boeket.themes"
+THEMES_FORM = "boeket.themes"
+NOT_SHARED = "not_shared"  # the "niet delen" checkbox
+THEME_FIELD = "theme."  # a checkbox per theme in the themes form: "theme.werkdruk"
 COMMANDS = frozenset({"deel", "share"})
 
 
@@ -113,8 +119,11 @@ class ContributionService:
         clock: Clock,
         settings: PersonSettingsRepository,
         followers: Followers | None = None,
+        themes: ThemeTagger | None = None,
     ) -> None:
         self._followers = followers
+        # Without a tagger of the composition root's (with its embedder), keywords alone tag.
+        self._themes = themes or ThemeTagger(config.themes)
         self._settings = settings
         self._config = config
         self._t = texts
@@ -168,7 +177,7 @@ class ContributionService:
         year_ago = self._clock.now() - timedelta(days=365)
         recent = [c for c in own if c.created_at >= year_ago]
         kinds = Counter(c.kind for c in recent)
-        themes = Counter(c.theme for c in recent if c.theme)
+        themes = Counter(theme for c in recent for theme in c.themes)
         goals = Counter(c.goal_id for c in recent if c.goal_id)
         overview = [
             t("home.count", count=len(recent)),
@@ -222,10 +231,12 @@ class ContributionService:
                     ),
                 )
             )
+            blocks.append(Context(self._sharing_line(lang, c)))
             blocks.append(
                 Actions(
                     (
                         Button(EDIT_ACTION, t("mine.edit"), value=str(c.id)),
+                        Button(THEMES_ACTION, t("tagging.correct"), value=str(c.id)),
                         Button(DELETE_ACTION, t("mine.delete"), value=str(c.id), style="danger"),
                     )
                 )
@@ -318,7 +329,7 @@ class ContributionService:
             return None
         if len(text) > MAX_TEXT:
             return Ephemeral(self._plain(dept, "answer.too_long", max=MAX_TEXT, length=len(text)))
-        stored, created = await self._contributions.add(
+        stored, created, _ = await self._store(
             NewContribution(
                 organisation_id=self.org,
                 department_id=dept.id,
@@ -336,9 +347,11 @@ class ContributionService:
         )
         if not created:
             return None
-        self._follow(stored)
         followup = self._followup_question(dept, prompt.kind, prompt.round_date)
-        return Ephemeral(self._plain(dept, "answer.thanks_reply", followup=followup))
+        thanks = self._t(dept, "answer.thanks_reply", followup=followup)
+        return Ephemeral(
+            Message(text=thanks, blocks=(Section(thanks), *self._tagging(dept, stored)))
+        )
 
     def _followup_question(self, dept: Department, kind: Kind, round_date: date) -> str:
         return self._t(dept, f"answer.followup.{kind.value}")
@@ -410,10 +423,12 @@ class ContributionService:
                     ),
                 )
             )
+            blocks.append(Context(self._sharing_line(self._t.lang(dept), c)))
             blocks.append(
                 Actions(
                     (
                         Button(EDIT_ACTION, self._t(dept, "mine.edit"), value=str(c.id)),
+                        Button(THEMES_ACTION, self._t(dept, "tagging.correct"), value=str(c.id)),
                         Button(
                             DELETE_ACTION,
                             self._t(dept, "mine.delete"),
@@ -449,7 +464,7 @@ class ContributionService:
             if prompt is None or prompt.kind is None:
                 return Ephemeral(self._plain(dept, "answer.round_unknown"))
             return ShowForm(self._answer_form(dept, prompt.kind, round_date, chosen))
-        if event.action_id in {EDIT_ACTION, DELETE_ACTION}:
+        if event.action_id in {EDIT_ACTION, DELETE_ACTION, THEMES_ACTION}:
             own = await self._own(event.person, event.channel.platform, event.value)
             if own is None:
                 return Ephemeral(self._plain(dept, "mine.not_yours"))
@@ -465,6 +480,8 @@ class ContributionService:
                 if event.home:
                     return ShowHome(await self._home(event.channel.platform, event.person))
                 return Ephemeral(self._plain(dept, "delete.done"))
+            if event.action_id == THEMES_ACTION:
+                return ShowForm(self._themes_form(dept, own))
             return ShowForm(self._edit_form(dept, own))
         return None
 
@@ -491,6 +508,15 @@ class ContributionService:
             ),
         )
 
+    def _not_shared_field(self, dept: Department | None, initial: bool = False) -> Field:
+        return Field(
+            NOT_SHARED,
+            self._t(dept, "form.not_shared"),
+            kind="checkbox",
+            hint=self._t(dept, "form.not_shared_hint"),
+            initial="true" if initial else "",
+        )
+
     def _answer_form(
         self, dept: Department, kind: Kind, round_date: date, chosen: PersonSettings
     ) -> Form:
@@ -513,6 +539,7 @@ class ContributionService:
                     kind="textarea",
                     max_length=MAX_FIELD,
                 ),
+                self._not_shared_field(dept),
                 *self._anonymous_field(dept, chosen),
             ),
             meta={"department": dept.id, "round": round_date.isoformat()},
@@ -552,7 +579,14 @@ class ContributionService:
                     hint=self._t(dept, "share.hint_effect"),
                 ),
                 Field("goal", self._t(dept, "share.field_goal"), kind="select", options=goals),
-                Field("theme", self._t(dept, "share.field_theme"), kind="select", options=themes),
+                Field(
+                    "theme",
+                    self._t(dept, "share.field_theme"),
+                    kind="select",
+                    options=themes,
+                    hint=self._t(dept, "share.hint_theme"),
+                ),
+                self._not_shared_field(dept),
                 *self._anonymous_field(dept, chosen),
             ),
             meta={"department": dept.id},
@@ -573,6 +607,31 @@ class ContributionService:
                     max_length=MAX_TEXT,
                     initial=c.text,
                 ),
+            ),
+            meta={"department": home.id, "contribution": str(c.id)},
+        )
+
+    def _themes_form(self, dept: Department | None, c: Contribution) -> Form:
+        """The person corrects what Boeket found: a checkbox per theme (every platform renders
+        checkboxes, and a list of them says "pick any number" without explanation), and
+        whether it may be shared."""
+        home = self._config.department(c.department_id)
+        return Form(
+            form_id=THEMES_FORM,
+            title=self._t(dept, "tagging.form_title"),
+            submit_label=self._t(dept, "form.submit"),
+            intro=self._t(dept, "tagging.intro", text=_shorten(c.text, 200)),
+            fields=(
+                *(
+                    Field(
+                        THEME_FIELD + theme.id,
+                        self._t.theme_title(dept, theme.id),
+                        kind="checkbox",
+                        initial="true" if theme.id in c.themes else "",
+                    )
+                    for theme in self._config.themes
+                ),
+                self._not_shared_field(dept, initial=not c.shareable),
             ),
             meta={"department": home.id, "contribution": str(c.id)},
         )
@@ -610,21 +669,24 @@ class ContributionService:
             return await self._submit_share(dept, event)
         if event.form_id == EDIT_FORM:
             return await self._submit_edit(dept, event)
+        if event.form_id == THEMES_FORM:
+            return await self._submit_themes(dept, event)
         return Ephemeral(self._plain(dept, "form.expired"))
 
     def _anonymous(self, dept: Department, values: dict[str, str]) -> bool:
-        return dept.anonymous_answers and values.get("anonymous", "").lower() in {
-            "1",
-            "true",
-            "on",
-            "yes",
-            "ja",
-        }
+        return dept.anonymous_answers and _checked(values, "anonymous")
+
+    async def _tag(self, text: str, fields: Mapping[str, str]) -> tuple[str, ...]:
+        """The themes Boeket finds in a contribution: its text with what was added to it."""
+        about = [text, *(fields[n] for n in ("preconditions", "effect", "followup") if n in fields)]
+        return await self._themes.tag("\n".join(about))
 
     async def _store(self, new: NewContribution) -> tuple[Contribution, bool, str | None]:
         token = secrets.token_hex(4).upper() if new.anonymous else None
         if token:
             new = _with_token(new, token_hash(token))
+        if not new.themes_chosen:
+            new = replace(new, themes=await self._tag(new.text, new.fields))
         stored, created = await self._contributions.add(new)
         if created:
             self._follow(stored)
@@ -649,7 +711,7 @@ class ContributionService:
             return Ephemeral(self._plain(dept, "answer.round_unknown"))
         anonymous = self._anonymous(dept, event.values)
         fields = {"followup": followup.value} if followup.value else {}
-        _, created, token = await self._store(
+        stored, created, token = await self._store(
             NewContribution(
                 organisation_id=self.org,
                 department_id=dept.id,
@@ -664,9 +726,10 @@ class ContributionService:
                 created_at=self._clock.now(),
                 fields=fields,
                 goal_id=prompt.goal_id,
+                shareable=not _checked(event.values, NOT_SHARED),
             )
         )
-        return FormDone(self._confirmation(dept, "answer.thanks_form", created, token))
+        return FormDone(self._confirmation(dept, "answer.thanks_form", stored, created, token))
 
     async def _submit_share(self, dept: Department, event: FormEvent) -> Response:
         cleaned = {
@@ -689,7 +752,7 @@ class ContributionService:
         rnd = self._cycle.current_round(dept, now)
         anonymous = self._anonymous(dept, event.values)
         fields = {name: c.value for name, c in cleaned.items() if c.value}
-        _, created, token = await self._store(
+        stored, created, token = await self._store(
             NewContribution(
                 organisation_id=self.org,
                 department_id=dept.id,
@@ -704,10 +767,13 @@ class ContributionService:
                 created_at=now,
                 fields=fields,
                 goal_id=goal,
-                theme=theme,
+                # A theme the person picked is their choice; none picked: Boeket finds them.
+                themes=(theme,) if theme else (),
+                themes_chosen=theme is not None,
+                shareable=not _checked(event.values, NOT_SHARED),
             )
         )
-        return FormDone(self._confirmation(dept, "share.thanks", created, token))
+        return FormDone(self._confirmation(dept, "share.thanks", stored, created, token))
 
     async def _submit_edit(self, dept: Department, event: FormEvent) -> Response:
         text = self._clean(dept, event.values, "text", required=True, limit=MAX_TEXT)
@@ -729,20 +795,100 @@ class ContributionService:
             text.value,
             fields if own.source is Source.SHARE else None,
             self._clock.now(),
+            # What the person chose stays; what Boeket found, it finds again in the new text.
+            themes=None if own.themes_chosen else await self._tag(text.value, fields),
         )
         if edited is not None and self._followers is not None:
             self._followers.edited(edited)
         return FormDone(self._plain(dept, "edit.done"))
 
+    async def _submit_themes(self, dept: Department, event: FormEvent) -> Response:
+        own = await self._own(
+            event.person, event.channel.platform, event.meta.get("contribution", "")
+        )
+        if own is None:
+            return Ephemeral(self._plain(dept, "mine.not_yours"))
+        ticked = {
+            theme.id
+            for theme in self._config.themes
+            if _checked(event.values, THEME_FIELD + theme.id)
+        }
+        # The themes kept stay in their order (the first is the primary one); added ones follow.
+        themes = [t for t in own.themes if t in ticked] + [
+            theme.id
+            for theme in self._config.themes
+            if theme.id in ticked and theme.id not in own.themes
+        ]
+        corrected = await self._contributions.correct_own(
+            self.org,
+            own.id,
+            event.channel.platform,
+            event.person.id,
+            themes=themes,
+            shareable=not _checked(event.values, NOT_SHARED),
+            now=self._clock.now(),
+        )
+        if corrected is None:
+            return Ephemeral(self._plain(dept, "mine.not_yours"))
+        if self._followers is not None:
+            self._followers.edited(corrected)
+        lang = self._t.lang(dept)
+        done = self._t(dept, "tagging.done")
+        return FormDone(
+            Message(
+                text=done,
+                blocks=(Section(done), Context(self._sharing_line(lang, corrected))),
+            )
+        )
+
     def _confirmation(
-        self, dept: Department, key: str, created: bool, token: str | None
+        self, dept: Department, key: str, stored: Contribution, created: bool, token: str | None
     ) -> Message:
         if not created:
             return self._plain(dept, "form.already_received")
-        blocks: list[Block] = [Section(self._t(dept, key))]
+        blocks: list[Block] = [Section(self._t(dept, key)), *self._tagging(dept, stored)]
         if token:
             blocks.append(Context(self._t(dept, "form.anonymous_code", code=token)))
         return Message(text=self._t(dept, key), blocks=tuple(blocks))
+
+    def _travels(self, c: Contribution) -> str:
+        """Whether a contribution may go to other departments, and if not, why not."""
+        if not c.shareable:
+            return "kept_by_person"
+        try:
+            dept = self._config.department(c.department_id)
+        except KeyError:
+            return "kept_by_department"
+        if not self._config.crossposting.enabled or c.kind not in self._config.shareable(dept):
+            return "kept_by_department"
+        return "shared"
+
+    def _sharing_line(self, lang: str, c: Contribution) -> str:
+        """Which themes Boeket found (or the person chose), and whether it may travel."""
+        t = self._t.for_language(lang)
+        themes = (
+            t(
+                "tagging.found",
+                themes=", ".join(self._t.theme_title_in(lang, th) for th in c.themes),
+            )
+            if c.themes
+            else t("tagging.none")
+        )
+        return f"{themes} {t(f'tagging.{self._travels(c)}')}"
+
+    def _tagging(self, dept: Department, c: Contribution) -> tuple[Block, ...]:
+        """Under a confirmation: the themes and sharing, and a button to correct them. Only for
+        a contribution on name: an anonymous one is linked to nobody who could correct it."""
+        line = Context(self._sharing_line(self._t.lang(dept), c))
+        if c.author is None:
+            return (line,)
+        button = Button(THEMES_ACTION, self._t(dept, "tagging.correct"), value=str(c.id))
+        return (line, Actions((button,)))
+
+
+def _checked(values: Mapping[str, str], name: str) -> bool:
+    """Whether a checkbox was ticked, whatever the platform sends for "on"."""
+    return values.get(name, "").strip().lower() in {"1", "true", "on", "yes", "ja"}
 
 
 def _with_token(new: NewContribution, token_hash_value: str) -> NewContribution:

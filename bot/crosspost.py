@@ -6,8 +6,8 @@ works on the same theme, and what the department said of similar suggestions bef
 lowers, "useful" and translations raise). Departments above the threshold get a suggestion, planned
 once per (contribution, target) and posted by the cycle's tick with a claim, like the cycle steps —
 so never twice, never lost. Restraint: a weekly cap per channel, quiet hours, private channels stay
-private, anonymous stays anonymous. Theme channels (communities of practice) get every shareable
-lesson on their theme.
+private, anonymous stays anonymous, and what a person marked "niet delen" stays home. Theme
+channels (communities of practice) get every shareable lesson on any of their themes, once.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from bot.messages import (
 )
 from bot.ports import Adapter, Clock, PermanentDeliveryError
 from bot.privacy import Visibility
+from bot.themes import MAX_THEMES, ThemeTagger
 from bot.vectorindex import Filters
 from storage.repositories import (
     ContributionRepository,
@@ -96,8 +97,10 @@ class Crossposter:
         adapters: Mapping[str, Adapter],
         clock: Clock,
         worker: str,
+        themes: ThemeTagger | None = None,
     ) -> None:
         self._config = config
+        self._themes = themes or ThemeTagger(config.themes, embedder=lambda: matcher.embedder)
         self._t = texts
         self._matcher = matcher
         self._crossposts = crossposts
@@ -115,7 +118,11 @@ class Crossposter:
     # --- choosing where a lesson may help -----------------------------------------------------
 
     def shareable(self, c: Contribution) -> bool:
-        if not self._config.crossposting.enabled or c.fields.get("private") == "true":
+        """Whether `c` may travel: the department's setting for its kind, unless the person
+        said "niet delen"."""
+        if not self._config.crossposting.enabled or not c.shareable:
+            return False
+        if c.fields.get("private") == "true":
             return False
         if c.source is Source.TRANSLATION:
             return False  # a department's translation stays with it
@@ -145,7 +152,9 @@ class Crossposter:
                 Filters(departments=frozenset({dept.id}), kinds=CONTEXT_KINDS, since=since),
             )
             closeness = max((self._matcher.relevance(h.score) for h in hits), default=0.0)
-            score = closeness + (THEME_BONUS if c.theme and c.theme in dept.themes else 0.0)
+            # Themes of both sides: one the lesson is about that the department works on.
+            shared_theme = not set(c.themes).isdisjoint(dept.themes)
+            score = closeness + (THEME_BONUS if shared_theme else 0.0)
             score += await self._feedback(f"department:{dept.id}", vector)
             out.append(Candidate(f"department:{dept.id}", round(score, 4)))
         out.sort(key=lambda cand: -cand.score)
@@ -211,7 +220,7 @@ class Crossposter:
             ):
                 planned.append(cand.target)
         for theme in self._config.themes:
-            if theme.channel and c.theme == theme.id:
+            if theme.channel and theme.id in c.themes:
                 target = f"theme:{theme.id}"
                 if await self._crossposts.plan(
                     self.org, c.id, c.department_id, target, 1.0, self._due(None, now), now
@@ -256,6 +265,8 @@ class Crossposter:
             source = self._config.department(c.department_id)
         except (KeyError, LookupError):
             return OccurrenceStatus.SKIPPED, {"note": "target no longer configured"}
+        if theme is not None and theme.id not in c.themes:
+            return OccurrenceStatus.SKIPPED, {"note": "no longer on this theme"}
         if (
             theme is None
             and await self._crossposts.sent_since(self.org, cp.target, now - WEEK)
@@ -307,9 +318,9 @@ class Crossposter:
                 origin = t(
                     dept, "crosspost.origin_named", department=source.name, person=c.author.name
                 )
-        theme = self._t.theme_title(dept, c.theme) if c.theme else ""
+        themes = ", ".join(self._t.theme_title(dept, th) for th in c.themes)
         blocks.append(
-            Context(t(dept, "crosspost.origin", origin=origin) + (f" · {theme}" if theme else ""))
+            Context(t(dept, "crosspost.origin", origin=origin) + (f" · {themes}" if themes else ""))
         )
         blocks.append(Section(t(dept, "crosspost.question")))
         blocks.append(Context(t(dept, "crosspost.translate_hint")))
@@ -394,6 +405,10 @@ class Crossposter:
         original = await self._contributions.get(self.org, cp.contribution_id)
         if original is None:
             return None
+        text = event.text.strip()
+        # A translation is about what the lesson was about, and what Boeket finds in it.
+        found = await self._themes.tag(text)
+        themes = tuple(dict.fromkeys((*original.themes, *found)))[:MAX_THEMES]
         stored, created = await self._contributions.add(
             NewContribution(
                 organisation_id=self.org,
@@ -401,14 +416,14 @@ class Crossposter:
                 kind=original.kind,
                 source=Source.TRANSLATION,
                 round_date=self._clock.now().date(),
-                text=event.text.strip(),
+                text=text,
                 anonymous=False,
                 author=event.person,
                 platform=event.channel.platform,
                 event_key=f"{event.channel.platform}:message:{event.event_id}",
                 created_at=self._clock.now(),
                 fields={"translates": str(original.id)},
-                theme=original.theme,
+                themes=themes,
             )
         )
         if created:
@@ -453,7 +468,9 @@ class LessonTravel:
         await self._crossposter.consider(contribution)
 
     def edited(self, contribution: Contribution) -> None:
-        self._background.spawn(self._matcher.index(contribution), f"edited:{contribution.id}")
+        """Index the new text or themes, and suggest it where it now may help (never twice to
+        one target; what was already planned and no longer fits is skipped when due)."""
+        self._background.spawn(self._stored(contribution), f"edited:{contribution.id}")
 
     def deleted(self, contribution_id: int) -> None:
         self._matcher.forget(self._org, contribution_id)

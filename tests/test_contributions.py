@@ -12,10 +12,18 @@ from adapters.local.render import message_text
 from bot.app import Boeket
 from bot.cli import configure_logging
 from bot.clock import ManualClock
-from bot.contributions import ANSWER_FORM, DELETE_ACTION, EDIT_ACTION, EDIT_FORM, SHARE_FORM
+from bot.contributions import (
+    ANSWER_FORM,
+    DELETE_ACTION,
+    EDIT_ACTION,
+    EDIT_FORM,
+    SHARE_FORM,
+    THEMES_ACTION,
+    THEMES_FORM,
+)
 from bot.cycle import ANSWER_ACTION
 from bot.domain import Kind, Source, Step
-from bot.messages import Ephemeral, FormDone, FormErrors, ShowForm
+from bot.messages import Actions, Button, Ephemeral, FormDone, FormErrors, Message, ShowForm
 from storage.repositories import ContributionRepository
 
 ORG = "ziekenhuis-de-linde"
@@ -91,7 +99,7 @@ async def test_answer_button_opens_a_form_with_the_followup_and_anonymity(
     )
     assert isinstance(response, ShowForm)
     names = [f.name for f in response.form.fields]
-    assert names == ["text", "followup", "anonymous"]
+    assert names == ["text", "followup", "not_shared", "anonymous"]
     assert "randvoorwaarden" in response.form.fields[1].label  # a success asks for them
     done = await boeket.local.submit(
         "jeroen",
@@ -150,6 +158,7 @@ async def test_deel_opens_the_share_form_and_validates_inline(
         "effect",
         "goal",
         "theme",
+        "not_shared",
         "anonymous",
     ]
     goal_options = {o.value for o in response.form.fields[3].options}
@@ -182,6 +191,8 @@ async def test_share_is_stored_for_the_next_meeting_and_harvested(
     assert share.source is Source.SHARE and share.kind is Kind.SUCCES
     assert share.round_date == date(2027, 3, 4)  # the ward meets on Thursday
     assert (share.goal_id, share.theme) == ("gezond-werken", "inwerken")
+    assert share.themes == ("inwerken",) and share.themes_chosen  # her choice, not Boeket's
+    assert share.shareable
     assert share.fields["preconditions"] == SHARE["preconditions"]
     # The confirmation reached only Sanne.
     assert [m.text for m in boeket.local.ephemerals("verpleegafdeling", "sanne")]
@@ -282,3 +293,183 @@ async def test_a_reply_to_an_old_round_counts_for_that_round(
     assert late.round_date == ROUND
     occ = await boeket.cycle._occurrences.get(ORG, "ok", Step.PROMPT, date(2027, 3, 9))
     assert occ is not None and occ.message_id != prompt
+
+
+HANDOVER_REPLY = "We hebben de overdracht ingekort zodat de werkdruk op de avonddienst daalt."
+
+
+def _buttons(message: Message) -> list[Button]:
+    return [b for block in message.blocks if isinstance(block, Actions) for b in block.buttons]
+
+
+async def test_a_reply_gets_its_themes_and_the_person_corrects_them(
+    boeket: Boeket, clock: ManualClock
+) -> None:
+    prompt = await _prompt(boeket, clock)
+    thanks = await boeket.local.say("fatima", "operatiekamer", HANDOVER_REPLY, thread_id=prompt)
+    [reply] = await _repo(boeket).all(ORG)
+    assert {"werkdruk", "overdracht"} <= set(reply.themes) and not reply.themes_chosen
+    assert reply.theme == reply.themes[0]
+    # She sees what Boeket found, and can correct it.
+    assert isinstance(thanks, Ephemeral)
+    shown = message_text(thanks.message)
+    assert "Werkdruk" in shown and "Overdracht" in shown
+    [correct] = _buttons(thanks.message)
+    assert (correct.action_id, correct.value) == (THEMES_ACTION, str(reply.id))
+
+    # Nobody else can.
+    refused = await boeket.local.click("jeroen", "operatiekamer", THEMES_ACTION, str(reply.id))
+    assert isinstance(refused, Ephemeral) and "niet jouw" in refused.message.text
+    hijack = await boeket.local.submit(
+        "jeroen",
+        "operatiekamer",
+        THEMES_FORM,
+        {"theme.verzuim": "true", "not_shared": "true"},
+        meta={"department": "ok", "contribution": str(reply.id)},
+    )
+    assert isinstance(hijack, Ephemeral)
+    assert (await _repo(boeket).get(ORG, reply.id)) == reply
+
+    form = await boeket.local.click("fatima", "operatiekamer", THEMES_ACTION, str(reply.id))
+    assert isinstance(form, ShowForm)
+    initial = {f.name: f.initial for f in form.form.fields}
+    assert initial["theme.werkdruk"] == "true" and initial["theme.overdracht"] == "true"
+    assert initial["theme.innovatie"] == "" and initial["not_shared"] == ""
+    assert all(f.kind == "checkbox" for f in form.form.fields)
+    # She keeps overdracht, drops werkdruk, adds inwerken.
+    done = await boeket.local.submit(
+        "fatima",
+        "operatiekamer",
+        THEMES_FORM,
+        {"theme.overdracht": "true", "theme.werkdruk": "false", "theme.inwerken": "true"},
+        meta=form.form.meta,
+    )
+    assert isinstance(done, FormDone) and "Overdracht, Inwerken" in done.confirmation.text + (
+        message_text(done.confirmation)
+    )
+    corrected = await _repo(boeket).get(ORG, reply.id)
+    assert corrected is not None
+    assert corrected.themes == ("overdracht", "inwerken") and corrected.theme == "overdracht"
+    assert corrected.themes_chosen and corrected.shareable
+
+    # Editing the text keeps what she chose.
+    form = await boeket.local.click("fatima", "operatiekamer", EDIT_ACTION, str(reply.id))
+    assert isinstance(form, ShowForm)
+    await boeket.local.submit(
+        "fatima",
+        "operatiekamer",
+        EDIT_FORM,
+        {"text": "Minder verzuim sinds de nieuwe roosters."},
+        meta=form.form.meta,
+    )
+    edited = await _repo(boeket).get(ORG, reply.id)
+    assert edited is not None and edited.themes == ("overdracht", "inwerken")
+
+
+async def test_editing_finds_the_themes_again_unless_the_person_chose_them(
+    boeket: Boeket, clock: ManualClock
+) -> None:
+    prompt = await _prompt(boeket, clock)
+    await boeket.local.say("fatima", "operatiekamer", HANDOVER_REPLY, thread_id=prompt)
+    [reply] = await _repo(boeket).all(ORG)
+    form = await boeket.local.click("fatima", "operatiekamer", EDIT_ACTION, str(reply.id))
+    assert isinstance(form, ShowForm)
+    await boeket.local.submit(
+        "fatima",
+        "operatiekamer",
+        EDIT_FORM,
+        {"text": "Sinds we ziekmeldingen samen bespreken, is het verzuim gedaald."},
+        meta=form.form.meta,
+    )
+    edited = await _repo(boeket).get(ORG, reply.id)
+    assert edited is not None and edited.theme == "verzuim" and not edited.themes_chosen
+    assert "werkdruk" not in edited.themes and "overdracht" not in edited.themes
+
+
+async def test_a_share_without_a_chosen_theme_gets_boekets_themes(
+    boeket: Boeket, clock: ManualClock
+) -> None:
+    clock.set(PROMPT_TIME)
+    form = await boeket.local.say("fatima", "operatiekamer", "/deel")
+    assert isinstance(form, ShowForm)
+    done = await boeket.local.submit(
+        "fatima",
+        "operatiekamer",
+        SHARE_FORM,
+        {
+            "what": "Een kortere overdracht aan het bed.",
+            "preconditions": "Iedereen gebruikt hetzelfde lijstje.",
+            "effect": "De werkdruk aan het eind van de dienst is gedaald.",
+        },
+        meta=form.form.meta,
+    )
+    assert isinstance(done, FormDone)
+    [share] = await _repo(boeket).all(ORG)
+    # Found in the preconditions and effect as well as in what worked.
+    assert {"overdracht", "werkdruk"} <= set(share.themes) and not share.themes_chosen
+    assert "Werkdruk" in message_text(done.confirmation)
+    assert [b.action_id for b in _buttons(done.confirmation)] == [THEMES_ACTION]
+
+
+async def test_an_unrelated_answer_gets_no_theme(boeket: Boeket, clock: ManualClock) -> None:
+    prompt = await _prompt(boeket, clock)
+    thanks = await boeket.local.say(
+        "fatima", "operatiekamer", "De kerstborrel is dit jaar in de kantine.", thread_id=prompt
+    )
+    [reply] = await _repo(boeket).all(ORG)
+    assert reply.themes == () and reply.theme is None
+    assert isinstance(thanks, Ephemeral) and "geen thema" in message_text(thanks.message)
+
+
+async def test_niet_delen_is_kept_and_said_back(boeket: Boeket, clock: ManualClock) -> None:
+    prompt = await _prompt(boeket, clock)
+    form = await boeket.local.click(
+        "jeroen", "operatiekamer", ANSWER_ACTION, ROUND.isoformat(), message_id=prompt
+    )
+    assert isinstance(form, ShowForm)
+    [field] = [f for f in form.form.fields if f.name == "not_shared"]
+    assert field.kind == "checkbox" and field.initial == ""
+    done = await boeket.local.submit(
+        "jeroen",
+        "operatiekamer",
+        ANSWER_FORM,
+        {"text": "Een vast lijstje bij de overdracht.", "not_shared": "true"},
+        meta=form.form.meta,
+    )
+    assert isinstance(done, FormDone)
+    assert "niet delen" in message_text(done.confirmation)
+    [answer] = await _repo(boeket).all(ORG)
+    assert not answer.shareable
+    # The correction form shows it, and he can change his mind.
+    again = await boeket.local.click("jeroen", "operatiekamer", THEMES_ACTION, str(answer.id))
+    assert isinstance(again, ShowForm)
+    assert {f.name: f.initial for f in again.form.fields}["not_shared"] == "true"
+    await boeket.local.submit(
+        "jeroen",
+        "operatiekamer",
+        THEMES_FORM,
+        {"theme.overdracht": "true", "not_shared": "false"},
+        meta=again.form.meta,
+    )
+    changed = await _repo(boeket).get(ORG, answer.id)
+    assert changed is not None and changed.shareable and changed.themes == ("overdracht",)
+
+
+async def test_an_anonymous_answer_shows_its_themes_without_a_correction_button(
+    boeket: Boeket, clock: ManualClock
+) -> None:
+    prompt = await _prompt(boeket, clock)
+    form = await boeket.local.click(
+        "jeroen", "operatiekamer", ANSWER_ACTION, ROUND.isoformat(), message_id=prompt
+    )
+    assert isinstance(form, ShowForm)
+    done = await boeket.local.submit(
+        "jeroen",
+        "operatiekamer",
+        ANSWER_FORM,
+        {"text": HANDOVER_REPLY, "anonymous": "true"},
+        meta=form.form.meta,
+    )
+    assert isinstance(done, FormDone)
+    assert "Werkdruk" in message_text(done.confirmation)
+    assert _buttons(done.confirmation) == []  # linked to nobody who could correct it
