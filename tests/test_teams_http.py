@@ -885,6 +885,8 @@ async def test_a_token_for_another_service_url_or_channel_is_refused(
     elsewhere = login.token(service_url="https://smba.trafficmanager.net/emea/")
     response = await secured.send(secured.load("install_team"), bearer(elsewhere))
     assert response.status == 403  # its serviceUrl is not the one the token was issued for
+    nameless = login.token()  # a token that names no serviceUrl at all
+    assert (await secured.send(secured.load("install_team"), bearer(nameless))).status == 403
     token = login.token(service_url=secured.fake.url)
     webchat = secured.load("install_team")
     webchat["channelId"] = "webchat"  # the key is endorsed for msteams only

@@ -159,6 +159,11 @@ def _bearer(header: str) -> str | None:
     return token
 
 
+def _same_url(url: str) -> tuple[str, str, str]:
+    parts = urlsplit(url.strip())
+    return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/")
+
+
 def _is_team_channel(channel: str) -> bool:
     return channel.endswith(("@thread.tacv2", "@thread.skype"))
 
@@ -293,13 +298,14 @@ class TeamsAdapter:
         tenant = self._settings.tenant_id
         if tenant and cards.tenant_of(body).lower() != tenant.lower():
             return f"tenant {cards.tenant_of(body) or '(none)'} is not {tenant}"
+        if not self._settings.authenticated:
+            return None
+        # The Bot Framework's rule: the token names the service URL the activity may come from.
         claimed = claims.get_claim_value("serviceurl")
         service_url = body.get("serviceUrl")
-        if (
-            claimed
-            and isinstance(service_url, str)
-            and urlsplit(str(claimed)).netloc.lower() != urlsplit(service_url).netloc.lower()
-        ):
+        if not isinstance(claimed, str) or not isinstance(service_url, str):
+            return "its token names no serviceUrl"
+        if _same_url(claimed) != _same_url(service_url):
             return "its serviceUrl is not the one in its token"
         return None
 
