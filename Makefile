@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run demo test lint typecheck check install dev clean help
+.PHONY: run demo test lint typecheck browser check install dev clean help
 
 help:
 	@echo "make run    - install and run Boeket on SQLite with the local web chat (ARGS='--speed 3600')"
@@ -47,7 +47,15 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-test: lint typecheck
+# The browser test drives Debian's headless Chromium; install it once if it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium package for the browser test"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+test: lint typecheck browser
 	$(BIN)/pytest $(ARGS)
 
 clean:

@@ -257,17 +257,35 @@ class Dashboard:
 
     async def poster_file(self, request: web.Request) -> web.StreamResponse:
         lang = self._lang(request)
-        if not await self._admin(request):
+        access = request.query.get("access")
+        linked = (
+            access is not None
+            and (await self._signer()).verify(access, self._clock.now()) == "dashboard"
+        )
+        if not linked and not await self._admin(request):
             return self._refused(lang, "dashboard.closed")
         period = self._period(request, 91)
-        if period is None or self.poster is None:
-            raise web.HTTPNotFound()
+        if period is None:
+            return self._page(
+                lang, "400", f"<p>{escape(self._text(lang)('dashboard.bad_period'))}</p>", 400
+            )
         fmt = request.match_info["fmt"]
-        body, content_type = await self.poster(period.since, period.until, lang, fmt)
+        make = self.poster or self._poster
+        body, content_type = await make(period.since, period.until, lang, fmt)
         headers = dict(SECURITY_HEADERS)
         if fmt != "svg":
             headers["Content-Disposition"] = f'attachment; filename="boeket-poster.{fmt}"'
         return web.Response(body=body, content_type=content_type, headers=headers)
+
+    async def _poster(self, since: date, until: date, lang: str, fmt: str) -> tuple[bytes, str]:
+        from bot import poster  # CairoSVG loads only when a poster is asked for
+
+        data = await poster.collect(
+            self._config, self._digests, start=since, end=until, language=lang
+        )
+        svg = poster.render_svg(data, self._t.prompts)
+        target: poster.Format = "png" if fmt == "png" else "pdf" if fmt == "pdf" else "svg"
+        return await poster.export(svg, target), poster.media_type(target)
 
     def _filter(self, period: Period, lang: str, path: str) -> str:
         t = self._text(lang)
