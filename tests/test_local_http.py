@@ -40,7 +40,7 @@ ICT_ROUND = "2027-03-08"
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 DEPARTMENT_CHANNELS = {"operatiekamer", "verpleegafdeling", "ict", "hr", "spoedeisende-hulp"}
 CROSS = "leren-over-grenzen"
-SHARE_FIELDS = ["what", "preconditions", "effect", "goal", "theme", "anonymous"]
+SHARE_FIELDS = ["what", "preconditions", "effect", "goal", "theme", "not_shared", "anonymous"]
 WS_TIMEOUT = 5
 
 
@@ -563,7 +563,7 @@ async def test_answer_button_opens_the_answer_form(chat: Chat) -> None:
     assert response["type"] == "form"
     form = response["form"]
     assert form["form_id"] == "boeket.answer"
-    assert [f["name"] for f in form["fields"]] == ["text", "followup", "anonymous"]
+    assert [f["name"] for f in form["fields"]] == ["text", "followup", "not_shared", "anonymous"]
     assert form["meta"] == {"department": "ok", "round": OK_ROUND}
 
     done = await chat.submit(
@@ -591,7 +591,7 @@ async def test_answer_form_has_no_anonymous_field_where_the_team_does_not_allow_
     response = await chat.click("priya", "ict", "boeket.answer", ICT_ROUND)
     assert response["type"] == "form"
     form = response["form"]
-    assert [f["name"] for f in form["fields"]] == ["text", "followup"]
+    assert [f["name"] for f in form["fields"]] == ["text", "followup", "not_shared"]
 
     # A forged "anonymous" value does not make the answer anonymous in this team.
     done = await chat.submit(

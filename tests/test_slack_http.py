@@ -348,7 +348,15 @@ async def test_deel_acks_at_once_and_opens_the_share_modal(slack: SlackEnv) -> N
     assert view["type"] == "modal" and view["callback_id"] == "boeket.share"
     assert block_problems(view["blocks"], surface="modal") == []
     block_ids = [b.get("block_id") for b in view["blocks"] if b["type"] == "input"]
-    assert block_ids == ["what", "preconditions", "effect", "goal", "theme", "anonymous"]
+    assert block_ids == [
+        "what",
+        "preconditions",
+        "effect",
+        "goal",
+        "theme",
+        "not_shared",
+        "anonymous",
+    ]
 
 
 async def test_deel_help_and_outside_a_department(slack: SlackEnv) -> None:
@@ -470,7 +478,7 @@ async def test_answer_button_opens_the_answer_modal(slack: SlackEnv) -> None:
     [opened] = await eventually(lambda: slack.fake.of("views.open"))
     assert opened.args["trigger_id"] == "trig-answer"
     inputs = [b["block_id"] for b in opened.args["view"]["blocks"] if b["type"] == "input"]
-    assert inputs == ["text", "followup", "anonymous"]
+    assert inputs == ["text", "followup", "not_shared", "anonymous"]
 
 
 # --- rate limits and permanent errors ---------------------------------------------------------

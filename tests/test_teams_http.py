@@ -342,9 +342,10 @@ async def test_answer_button_opens_a_dialog_that_validates_and_stores_once(
     root = _created_ids(teams)[0]
     card = dialog_card(await open_answer_dialog(teams, root))
     assert card_problems(card) == []
-    assert inputs_of(card) == ["text", "followup", "anonymous"]
-    [toggle] = [e for e in card["body"] if e["type"] == "Input.Toggle"]
-    assert toggle["valueOn"] == "true"
+    assert inputs_of(card) == ["text", "followup", "not_shared", "anonymous"]
+    toggles = {e["id"]: e for e in card["body"] if e["type"] == "Input.Toggle"}
+    assert set(toggles) == {"not_shared", "anonymous"}
+    assert toggles["anonymous"]["valueOn"] == "true"
 
     bad = await teams.send(task_submit(teams, root, submit_data(card, text="", anonymous="false")))
     assert bad.status == 200
@@ -453,7 +454,15 @@ async def test_share_dialog_from_the_message_extension(teams: TeamsEnv) -> None:
     assert response.status == 200, await response.text()
     card = dialog_card(await response.json())
     assert card_problems(card) == []
-    assert inputs_of(card) == ["what", "preconditions", "effect", "goal", "theme", "anonymous"]
+    assert inputs_of(card) == [
+        "what",
+        "preconditions",
+        "effect",
+        "goal",
+        "theme",
+        "not_shared",
+        "anonymous",
+    ]
 
     submit = teams.load("extension_fetch")
     submit.update(name="composeExtension/submitAction", id="f:me-submit-1")
