@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -33,13 +33,22 @@ class UserError(Exception):
     """Something the person running the command can fix; the message says how."""
 
 
-def configure_logging(level: str) -> None:
-    """Boeket's logging: readable lines; database drivers never below WARNING."""
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Boeket's logging: readable lines or JSON, each with its request id; database drivers never
+    below WARNING."""
+    from bot.observability import JsonFormatter, RequestIdFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s]: %(message)s",
+            datefmt="%H:%M:%S",
+        )
     )
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler])
     # aiohttp's access log repeats every WebSocket ping; keep it for debugging only.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -368,6 +377,71 @@ def cmd_export(args: argparse.Namespace, settings: Settings, prompts: PromptLibr
     return 0
 
 
+def cmd_poster(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot import poster
+    from storage.db import Database, normalise_url
+    from storage.digests import DigestRepository
+
+    lang = settings.language
+    config = _load(settings.config_path, prompts, lang)
+    end = args.to or datetime.now(ZoneInfo(config.timezone)).date()
+    start = args.since or end - timedelta(days=364)
+    if start > end:
+        raise UserError(prompts.text(lang, "poster.cli.period_error", start=start, end=end))
+    url = make_url(normalise_url(settings.database_url))
+    # Reading must not create an empty SQLite database where a wrong path points.
+    path = url.database if url.get_backend_name() == "sqlite" else None
+    if path and path != ":memory:" and not Path(path).exists():
+        raise UserError(prompts.text(lang, "poster.cli.database_missing", path=path))
+
+    async def run() -> tuple[poster.PosterData, bytes]:
+        db = Database.connect(settings.database_url)
+        try:
+            data = await poster.collect(
+                config, DigestRepository(db), start=start, end=end, language=args.lang
+            )
+        finally:
+            await db.dispose()
+        svg = poster.render_svg(data, prompts)
+        return data, await poster.export(svg, args.format)
+
+    try:
+        data, body = asyncio.run(run())
+    except (OSError, ConnectionError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise UserError(prompts.text(lang, "poster.cli.database_error", reason=reason)) from None
+    try:
+        Path(args.out).write_bytes(body)
+    except OSError as exc:
+        raise UserError(
+            prompts.text(
+                lang, "poster.cli.out_error", path=args.out, reason=exc.strerror or str(exc)
+            )
+        ) from None
+    out_lang = data.language
+
+    def count(key: str, n: int) -> str:
+        return prompts.text(out_lang, f"poster.{key}.{'one' if n == 1 else 'many'}", count=n)
+
+    print(
+        prompts.text(
+            lang,
+            "poster.cli.written",
+            path=args.out,
+            format=args.format.upper(),
+            departments=count("departments", len(data.departments)),
+            contributions=count("contributions", data.total),
+            start=start.isoformat(),
+            end=end.isoformat(),
+        ),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _speed(value: str) -> float:
     try:
         speed = float(value)
@@ -548,6 +622,33 @@ def parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--database", help="database URL (default BOEKET_DATABASE_URL or SQLite)")
     exp.set_defaults(func=cmd_export)
+
+    post = sub.add_parser(
+        "poster",
+        help="draw the bouquet poster (A3) as SVG, PNG or PDF, for a workshop",
+        description="Draw what grew in a period in the organisation's own symbolism (flowers, "
+        "gems or building stones): every department with its contributions per kind, the "
+        "connections between departments, the goals. Counts and department names only, never "
+        "people. A3, for printing.",
+    )
+    post.add_argument("--format", choices=("svg", "png", "pdf"), default="pdf")
+    post.add_argument("--out", required=True, type=Path, help="the file to write")
+    post.add_argument(
+        "--from",
+        dest="since",
+        metavar="DATE",
+        type=_date,
+        help="first day, YYYY-MM-DD (default: a year before --to)",
+    )
+    post.add_argument(
+        "--to", metavar="DATE", type=_date, help="last day, YYYY-MM-DD (default: today)"
+    )
+    post.add_argument("--lang", choices=("nl", "en"), help="language of the poster")
+    post.add_argument(
+        "--config", type=Path, help="organisation config (default: the example hospital)"
+    )
+    post.add_argument("--database", help="database URL (default BOEKET_DATABASE_URL or SQLite)")
+    post.set_defaults(func=cmd_poster)
     return top
 
 
@@ -574,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, SlackSettingsError, TeamsSettingsError) as exc:
         print(f"boeket: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         prompts = PromptLibrary.load()
     except PromptError as exc:
