@@ -21,6 +21,7 @@ from bot.embedders import Embedder, LexicalEmbedder, OpenAIEmbedder, build_embed
 from bot.links import Signer
 from bot.matcher import Matcher
 from bot.messages import CommandEvent, Ephemeral, Event, Message, Response, Section
+from bot.observability import Metrics, metrics_handler, middleware, ready_handler
 from bot.ports import Adapter, Clock
 from bot.scheduler import Ticker, tick_interval
 from bot.settings import Settings
@@ -85,6 +86,7 @@ class Boeket:
     digest: DigestEngine
     dashboard: Dashboard
     ticker: Ticker | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     _started: bool = field(default=False, repr=False)
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
@@ -104,6 +106,10 @@ class Boeket:
             )
             text = self.texts(dept, "errors.internal")
             return Ephemeral(Message(text=text, blocks=(Section(text),)))
+
+    @property
+    def started(self) -> bool:
+        return self._started
 
     async def _link(self, event: CommandEvent) -> Response:
         """`/deel dashboard` and `/deel overzicht`: a signed link only the asker sees."""
@@ -323,9 +329,11 @@ async def _health(request: web.Request) -> web.Response:
 
 def web_app(boeket: Boeket, *, timer: bool = True) -> web.Application:
     """The one aiohttp application: every adapter's routes, the health check, start and stop."""
-    app = web.Application(client_max_size=1024**2)
+    app = web.Application(client_max_size=1024**2, middlewares=[middleware(boeket.metrics)])
     app[BOEKET] = boeket
     app.router.add_get("/health", _health)
+    app.router.add_get("/ready", ready_handler)
+    app.router.add_get("/metrics", metrics_handler)
     app.router.add_routes(boeket.dashboard.routes())
     for adapter in boeket.adapters.values():
         app.router.add_routes(adapter.routes())

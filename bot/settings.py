@@ -48,6 +48,7 @@ class Settings:
     speed: float = 1.0
     tick_seconds: float = 30.0
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object per line, for log collectors
     language: str = "nl"
     worker_id: str = ""
     auto_migrate: bool = True
@@ -75,6 +76,7 @@ class Settings:
                 env, "BOEKET_TICK_SECONDS", 30.0, float, "seconds > 0", 0.05, 3600
             ),
             log_level=env.get("BOEKET_LOG_LEVEL", "INFO").upper(),
+            log_format=_choice(env, "BOEKET_LOG_FORMAT", ("text", "json")),
             language=_language(env.get("BOEKET_LANG", "")),
             worker_id=env.get("BOEKET_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             auto_migrate=env.get("BOEKET_AUTO_MIGRATE", "true").lower() not in {"0", "false", "no"},
@@ -86,6 +88,13 @@ class Settings:
             admin_token=_long_enough(env, "BOEKET_ADMIN_TOKEN"),
             secret=_long_enough(env, "BOEKET_SECRET"),
         )
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise SettingsError(name, value, " or ".join(choices))
+    return value
 
 
 def _long_enough(env: Mapping[str, str], name: str) -> str:
