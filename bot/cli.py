@@ -33,22 +33,13 @@ class UserError(Exception):
     """Something the person running the command can fix; the message says how."""
 
 
-def configure_logging(level: str, fmt: str = "text") -> None:
-    """Boeket's logging: readable lines or JSON, each with its request id; database drivers never
-    below WARNING."""
-    from bot.observability import JsonFormatter, RequestIdFilter
-
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter(
-            "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s]: %(message)s",
-            datefmt="%H:%M:%S",
-        )
+def configure_logging(level: str) -> None:
+    """Boeket's logging: readable lines; database drivers never below WARNING."""
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
     )
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler])
     # aiohttp's access log repeats every WebSocket ping; keep it for debugging only.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -675,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, SlackSettingsError, TeamsSettingsError) as exc:
         print(f"boeket: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level)
     try:
         prompts = PromptLibrary.load()
     except PromptError as exc:
