@@ -68,6 +68,7 @@ LEASE = timedelta(minutes=5)
 WEEK = timedelta(days=7)
 HISTORY = timedelta(days=180)  # how far back a department's own lessons count as its context
 THEME_BONUS = 0.12
+SHORTLIST = 8  # a department's closest contributions, re-scored for whether the lesson helps
 SAME_LESSON = 0.85  # relevance this high to one a department already had: the same lesson
 FEEDBACK_WEIGHT = {"useful": 0.15, "talk": 0.15, "translated": 0.2, "not_relevant": -0.35}
 CONTEXT_KINDS = frozenset({Kind.LES.value, Kind.CASUS.value, Kind.SUCCES.value, Kind.KOERS.value})
@@ -148,10 +149,12 @@ class Crossposter:
             hits = self._matcher.search(
                 self.org,
                 vector,
-                3,
+                SHORTLIST,
                 Filters(departments=frozenset({dept.id}), kinds=CONTEXT_KINDS, since=since),
             )
-            closeness = max((self._matcher.relevance(h.score) for h in hits), default=0.0)
+            # Its closest lessons and cases are the department's situation: how much could
+            # this lesson help there (asymmetric, not mere likeness; see bot.matcher)?
+            closeness = await self._matcher.help_in(c, hits)
             # Themes of both sides: one the lesson is about that the department works on.
             shared_theme = not set(c.themes).isdisjoint(dept.themes)
             score = closeness + (THEME_BONUS if shared_theme else 0.0)

