@@ -13,19 +13,22 @@
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from bot.domain import OccurrenceStatus, Source, Step
@@ -36,6 +39,28 @@ if TYPE_CHECKING:
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+# Platform calls answered with 429, per platform, in this process. Adapters call
+# `note_rate_limited`; every Metrics registry reports the same process-wide counts.
+_rate_limited: collections.Counter[str] = collections.Counter()
+
+
+def note_rate_limited(platform: str) -> None:
+    """An adapter's call was answered with 429 (it will be retried after Retry-After)."""
+    _rate_limited[platform] += 1
+
+
+class _RateLimitedCollector(Collector):
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "boeket_rate_limited",
+            "Platform calls answered with 429 (Too Many Requests), by platform.",
+            labels=["platform"],
+        )
+        for platform in sorted({"slack", "teams", *_rate_limited}):
+            family.add_metric([platform], _rate_limited[platform])
+        yield family
 
 
 class Metrics:
@@ -51,12 +76,7 @@ class Metrics:
             registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        self.rate_limited = Counter(
-            "boeket_rate_limited_total",
-            "Platform calls answered with 429 (Too Many Requests), by platform.",
-            ["platform"],
-            registry=r,
-        )
+        r.register(_RateLimitedCollector())
         self.prompts = Gauge(
             "boeket_prompts_posted", "Prompts posted, all time (database).", registry=r
         )
