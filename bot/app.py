@@ -51,6 +51,10 @@ def local_settings(config: OrgConfig, texts: Texts) -> LocalSettings:
     if config.cross_department.platform == "local":
         cross = config.cross_department
         channels.append(LocalChannel(cross.channel, cross.name or cross.channel, None))
+    # Theme channels (communities of practice), unless one is also a channel listed above.
+    for theme in config.themes:
+        if theme.platform == "local" and theme.channel not in {"", *(c.id for c in channels)}:
+            channels.append(LocalChannel(theme.channel, theme.title or theme.id, None))
     lang = config.language
     # Raw templates: the page fills {count} and {speed} itself.
     ui = {

@@ -15,7 +15,7 @@ import yaml
 from bot.app import Boeket, build
 from bot.clock import ManualClock
 from bot.config import OrgConfig, parse_config
-from bot.contributions import SHARE_FORM
+from bot.contributions import SHARE_FORM, THEMES_ACTION, THEMES_FORM
 from bot.crosspost import NOT_RELEVANT, TALK, USEFUL
 from bot.domain import Kind, NewContribution, OccurrenceStatus, Person, Source
 from bot.embedders import Embedder, LexicalEmbedder
@@ -54,9 +54,18 @@ HANDOVER = {
 }
 
 
-def hospital(org_id: str = ORG, **crossposting: Any) -> OrgConfig:
+# The same lesson with no theme picked: Boeket finds them.
+UNTAGGED_HANDOVER = {k: v for k, v in HANDOVER.items() if k != "theme"}
+THEME_GROUP = "overdracht-groep"  # the community of practice on handovers
+
+
+def hospital(org_id: str = ORG, *, theme_group: bool = False, **crossposting: Any) -> OrgConfig:
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     data["organisation"]["id"] = org_id
+    if theme_group:
+        for theme in data["themes"]:
+            if theme["id"] == "overdracht":
+                theme["channel"] = THEME_GROUP
     for dept in data["departments"]:
         if dept["id"] == "verpleging":
             dept["themes"] = ["werkdruk", "verzuim", "inwerken"]
@@ -107,6 +116,10 @@ class World:
         assert isinstance(done, FormDone), done
         await self.boeket.background.drain()
 
+    async def shares(self) -> list[Any]:
+        repo = ContributionRepository(self.db)
+        return [c for c in await repo.all(self.org) if c.source is Source.SHARE]
+
     async def crossposts(self) -> list[Any]:
         return await CrosspostRepository(self.db).all(self.org)
 
@@ -118,11 +131,13 @@ class World:
         ]
 
 
-async def _world(db: Database, prompts: PromptLibrary, embedder: Embedder) -> World:
+async def _world(
+    db: Database, prompts: PromptLibrary, embedder: Embedder, config: OrgConfig | None = None
+) -> World:
     clock = ManualClock(NOW)
     boeket = build(
         Settings(database_url=db.url, worker_id="travel", auto_migrate=True),
-        hospital(),
+        config or hospital(),
         clock=clock,
         prompts=prompts,
         db=db,
@@ -176,6 +191,110 @@ async def test_a_handover_lesson_reaches_the_ward_and_not_ict(any_world: World) 
     assert {b["action_id"] for b in suggestion.buttons} == {USEFUL, NOT_RELEVANT, TALK}
     assert world.suggestions("ict") == []
     assert "Fatima" not in suggestion.text  # she did not agree to be named elsewhere
+
+
+async def test_a_handover_lesson_finds_its_own_themes_and_reaches_the_ward_and_not_ict(
+    any_world: World,
+) -> None:
+    """The Operatiekamer's lesson on lowering workload through a new handover, with no theme
+    picked: Boeket finds werkdruk, and the ward (verzuim, werkdruk) gets it; ICT does not."""
+    world = any_world
+    await world.share("fatima", "operatiekamer", UNTAGGED_HANDOVER)
+    [lesson] = await world.shares()
+    assert {"werkdruk", "overdracht"} <= set(lesson.themes) and not lesson.themes_chosen
+    targets = {cp.target for cp in await world.crossposts()}
+    assert "department:verpleging" in targets
+    assert "department:ict" not in targets
+    await world.boeket.crossposter.tick()
+    [suggestion] = world.suggestions("verpleegafdeling")
+    assert "Werkdruk" in suggestion.text and "Overdracht" in suggestion.text
+    assert world.suggestions("ict") == []
+
+
+async def test_a_lesson_marked_niet_delen_never_travels(world: World) -> None:
+    await world.share("fatima", "operatiekamer", {**HANDOVER, "not_shared": "true"})
+    [lesson] = await world.shares()
+    assert not lesson.shareable
+    assert await world.crossposts() == []
+    assert await world.boeket.crossposter.tick() == 0
+    for dept in world.boeket.config.departments:
+        assert world.suggestions(dept.channel) == []
+    # It stays home: in the Operatiekamer's own harvest, with her name.
+    harvest_at = datetime(2027, 3, 9, 6, 30, tzinfo=UTC)  # Tuesday 9 March, 07:30 in Amsterdam
+    world.clock.set(harvest_at)
+    await world.boeket.cycle.tick()
+    assert any(
+        HANDOVER["what"][:40] in m.text and "Fatima" in m.text
+        for m in world.boeket.local.messages("operatiekamer")
+    )
+
+
+async def test_niet_delen_after_the_fact_withdraws_what_was_planned(world: World) -> None:
+    await world.share("fatima", "operatiekamer", HANDOVER)
+    [lesson] = await world.shares()
+    assert [cp.target for cp in await world.crossposts()] == ["department:verpleging"]
+    form = await world.boeket.local.click("fatima", "operatiekamer", THEMES_ACTION, str(lesson.id))
+    assert isinstance(form, ShowForm)
+    await world.boeket.local.submit(
+        "fatima",
+        "operatiekamer",
+        THEMES_FORM,
+        {"theme.werkdruk": "true", "not_shared": "true"},
+        meta=form.form.meta,
+    )
+    await world.boeket.background.drain()
+    assert await world.boeket.crossposter.tick() == 0
+    assert world.suggestions("verpleegafdeling") == []
+    [cp] = await world.crossposts()
+    assert cp.status is OccurrenceStatus.SKIPPED
+
+
+async def test_a_theme_channel_gets_a_lesson_on_its_second_theme_once(
+    db: Database, prompts: PromptLibrary
+) -> None:
+    world = await _world(db, prompts, LexicalEmbedder(), hospital(theme_group=True))
+    try:
+        await world.share("fatima", "operatiekamer", UNTAGGED_HANDOVER)
+        [lesson] = await world.shares()
+        assert lesson.themes[0] == "werkdruk" and "overdracht" in lesson.themes[1:]
+        assert "theme:overdracht" in {cp.target for cp in await world.crossposts()}
+        await world.boeket.crossposter.tick()
+        await world.boeket.crossposter.tick()
+        [posted] = [m for m in world.boeket.local.messages(THEME_GROUP) if m.author_id == "boeket"]
+        assert "Operatiekamer" in posted.text and HANDOVER["preconditions"][:40] in posted.text
+        assert "Fatima" not in posted.text
+    finally:
+        await world.boeket.stop()
+
+
+async def test_a_theme_the_person_adds_brings_the_lesson_to_its_channel(
+    db: Database, prompts: PromptLibrary
+) -> None:
+    world = await _world(db, prompts, LexicalEmbedder(), hospital(theme_group=True))
+    try:
+        await world.share("fatima", "operatiekamer", HANDOVER)  # she picked werkdruk only
+        [lesson] = await world.shares()
+        assert lesson.themes == ("werkdruk",)
+        assert "theme:overdracht" not in {cp.target for cp in await world.crossposts()}
+        form = await world.boeket.local.click(
+            "fatima", "operatiekamer", THEMES_ACTION, str(lesson.id)
+        )
+        assert isinstance(form, ShowForm)
+        await world.boeket.local.submit(
+            "fatima",
+            "operatiekamer",
+            THEMES_FORM,
+            {"theme.werkdruk": "true", "theme.overdracht": "true"},
+            meta=form.form.meta,
+        )
+        await world.boeket.background.drain()
+        targets = [cp.target for cp in await world.crossposts()]
+        assert sorted(targets) == ["department:verpleging", "theme:overdracht"]  # each once
+        await world.boeket.crossposter.tick()
+        assert len(world.boeket.local.messages(THEME_GROUP)) == 1
+        assert len(world.suggestions("verpleegafdeling")) == 1
+    finally:
+        await world.boeket.stop()
 
 
 async def test_scores_rank_the_ward_above_ict(any_world: World) -> None:
@@ -301,6 +420,8 @@ async def test_the_receiving_team_translates_and_can_ask_to_talk(world: World) -
         if c.source is Source.TRANSLATION
     ]
     assert translation.department_id == "verpleging" and translation.text == answer
+    # About what the lesson was about, and what the ward's own words add.
+    assert translation.themes[0] == "werkdruk" and "overdracht" in translation.themes
     original = int(translation.fields["translates"])
     assert (await ContributionRepository(world.db).get(world.org, original)) is not None
     # A translation is the ward's own; it does not travel back as a suggestion.
