@@ -9,6 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BOEKET_PORT=8080 \
     BOEKET_DATABASE_URL=sqlite:////data/boeket.sqlite3
 
+# The poster's PNG and PDF are drawn by Cairo (CairoSVG), with DejaVu Sans for the text.
+RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system boeket && useradd --system --gid boeket --home-dir /app boeket \
     && mkdir -p /app /data && chown boeket:boeket /data
 
