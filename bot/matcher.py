@@ -192,8 +192,10 @@ class Matcher:
         """Fill the index from stored vectors; embed contributions that have none yet."""
         await self.calibrate()
         async with self._locks.setdefault(organisation_id, asyncio.Lock()):
-            index = VectorIndex(self.embedder.dimensions)
-            for stored in await self._vectors.load(organisation_id, self.embedder.name):
+            rows = await self._vectors.load(organisation_id, self.embedder.name)
+            # Room for all of them and some growth: no copying while it fills.
+            index = VectorIndex(self.embedder.dimensions, capacity=len(rows) + 1024)
+            for stored in rows:
                 vector = np.frombuffer(stored.vector, dtype=np.float32)
                 if vector.shape != (self.embedder.dimensions,):
                     continue  # written by another version of the embedder: embed again below
