@@ -268,9 +268,9 @@ def _hyphenate(text: str, size: float, width: float) -> list[str]:
     hyphen (kept together on a line when they fit, shown as "-" where the line breaks)."""
     pieces: list[str] = []
     for word in text.split():
-        while text_width(word, size) > width and len(word) > 4:
-            cut = len(word) - 2
-            while cut > 2 and text_width(word[:cut] + "-", size) > width:
+        while text_width(word, size) > width and len(word) >= 8:
+            cut = len(word) - 4  # never fewer than four letters on either side
+            while cut > 4 and text_width(word[:cut] + "-", size) > width:
                 cut -= 1
             pieces.append(word[:cut] + "\u00ad")
             word = word[cut:]
