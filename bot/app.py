@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import aiohttp
 from aiohttp import web
@@ -20,15 +21,18 @@ from bot.domain import Person
 from bot.embedders import Embedder, LexicalEmbedder, OpenAIEmbedder, build_embedder
 from bot.links import Signer
 from bot.matcher import Matcher
-from bot.messages import CommandEvent, Ephemeral, Event, Message, Response, Section
+from bot.messages import Ephemeral, Event, Message, Response, Section
 from bot.observability import Metrics, metrics_handler, middleware, ready_handler
 from bot.ports import Adapter, Clock
+from bot.privacy import PersonalData
 from bot.scheduler import Ticker, tick_interval
+from bot.selfservice import SelfService
 from bot.settings import Settings
 from bot.themes import ThemeTagger
 from prompts.library import PromptLibrary
 from storage.db import Database
 from storage.digests import DigestRepository
+from storage.privacy import PrivacyRepository
 from storage.repositories import (
     ContributionRepository,
     CrosspostRepository,
@@ -41,6 +45,7 @@ from storage.repositories import (
 log = logging.getLogger(__name__)
 
 BOEKET: web.AppKey[Boeket] = web.AppKey("boeket")
+RETENTION_EVERY = timedelta(hours=1)
 
 
 def local_settings(config: OrgConfig, texts: Texts) -> LocalSettings:
@@ -89,16 +94,20 @@ class Boeket:
     background: Background
     digest: DigestEngine
     dashboard: Dashboard
+    personal: PersonalData
+    selfservice: SelfService
     ticker: Ticker | None = None
     metrics: Metrics = field(default_factory=Metrics)
     _started: bool = field(default=False, repr=False)
+    _retention_at: datetime | None = field(default=None, repr=False)
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
     async def handle(self, event: Event) -> Response:
         """Every adapter's way in. A failure answers the person kindly and is logged."""
         try:
-            if isinstance(event, CommandEvent) and (link := await self._link(event)):
-                return link
+            own = await self.selfservice.handle(event)
+            if own is not None:
+                return own
             return await self.contributions.handle(event)
         except Exception:
             log.exception("handling %s failed", type(event).__name__)
@@ -115,25 +124,15 @@ class Boeket:
     def started(self) -> bool:
         return self._started
 
-    async def _link(self, event: CommandEvent) -> Response:
-        """`/deel dashboard` and `/deel overzicht`: a signed link only the asker sees."""
-        words = event.text.strip().lower().split()
-        sub = words[0] if words else ""
-        dept = self.config.department_for_channel(event.channel.platform, event.channel.channel)
-        if sub == "dashboard":
-            text = self.texts(dept, "dashboard.link", url=await self.dashboard.dashboard_link())
-        elif sub in {"overzicht", "overview"}:
-            url = await self.dashboard.own_link(event.channel.platform, event.person.id)
-            text = self.texts(dept, "dashboard.own_link", url=url)
-        else:
-            return None
-        return Ephemeral(Message(text=text, blocks=(Section(text),)))
-
     async def tick(self) -> None:
         """One beat of the timer: the learning cycle's due steps, due suggestions, the digest."""
         await self.cycle.tick()
         await self.crossposter.tick()
         await self.digest.tick()
+        now = self.clock.now()
+        if self._retention_at is None or now - self._retention_at >= RETENTION_EVERY:
+            self._retention_at = now
+            await self.personal.apply_retention()
 
     async def start(self, *, timer: bool = True) -> None:
         if self.settings.auto_migrate:
@@ -286,6 +285,14 @@ def build(
         admin_token=settings.admin_token,
         public_url=settings.public_url,
     )
+    personal = PersonalData(
+        config=config,
+        repo=PrivacyRepository(db),
+        adapters=adapters,
+        clock=clock,
+        on_deleted=lambda contribution_id: matcher.forget(config.organisation.id, contribution_id),
+        removed_text=lambda lang: prompts.text(lang or config.language, "privacy.withdrawn"),
+    )
     return Boeket(
         settings=settings,
         config=config,
@@ -309,6 +316,8 @@ def build(
             dashboard_link=dashboard.dashboard_link if settings.public_url else None,
         ),
         dashboard=dashboard,
+        personal=personal,
+        selfservice=SelfService(config=config, texts=texts, dashboard=dashboard, personal=personal),
     )
 
 

@@ -33,13 +33,22 @@ class UserError(Exception):
     """Something the person running the command can fix; the message says how."""
 
 
-def configure_logging(level: str) -> None:
-    """Boeket's logging: readable lines; database drivers never below WARNING."""
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Boeket's logging: readable lines or JSON, each with its request id; database drivers never
+    below WARNING."""
+    from bot.observability import JsonFormatter, RequestIdFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s]: %(message)s",
+            datefmt="%H:%M:%S",
+        )
     )
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler])
     # aiohttp's access log repeats every WebSocket ping; keep it for debugging only.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -433,6 +442,59 @@ def cmd_poster(args: argparse.Namespace, settings: Settings, prompts: PromptLibr
     return 0
 
 
+def cmd_privacy(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
+    """`boeket privacy export|forget --user ID`: a person's rights, run by an admin."""
+    import getpass
+    import json
+
+    from bot.app import build
+    from bot.clock import SystemClock
+    from bot.embedders import LexicalEmbedder
+
+    lang = settings.language
+    config = _load(settings.config_path, prompts, lang)
+    actor = args.actor or f"cli:{getpass.getuser()}"
+
+    async def run() -> tuple[str, str]:
+        # The whole Boeket, so that forgetting can edit what its adapters posted.
+        boeket = build(settings, config, clock=SystemClock(), embedder=LexicalEmbedder())
+        await boeket.start(timer=False)
+        try:
+            if args.privacy_command == "export":
+                data = await boeket.personal.export(args.user, args.platform, actor)
+                text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+                return text, str(len(data["contributions"]))
+            done = await boeket.personal.forget(args.user, args.platform, actor)
+            return "", prompts.text(
+                lang,
+                "privacy.cli_forgotten",
+                count=done.contributions,
+                posts=done.posts_edited,
+                failed=done.posts_not_edited,
+            )
+        finally:
+            await boeket.stop()
+
+    try:
+        text, note = asyncio.run(run())
+    except (OSError, ConnectionError) as exc:
+        raise UserError(prompts.text(lang, "cli.database_error", reason=str(exc))) from None
+    if args.privacy_command == "forget":
+        print(note)
+        return 0
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(
+            prompts.text(lang, "export.unwritable", path=args.out, reason=exc.strerror or exc)
+        ) from None
+    print(prompts.text(lang, "privacy.cli_written", path=args.out, count=note), file=sys.stderr)
+    return 0
+
+
 def _speed(value: str) -> float:
     try:
         speed = float(value)
@@ -614,6 +676,34 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--database", help="database URL (default BOEKET_DATABASE_URL or SQLite)")
     exp.set_defaults(func=cmd_export)
 
+    privacy = sub.add_parser(
+        "privacy",
+        help="a person's rights (AVG/GDPR): export or forget what Boeket holds of them",
+        description="Export or forget everything on one person's name. Anonymous contributions "
+        "are linked to nobody and cannot be found by person. Every use is written to the "
+        "audit log.",
+    )
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True, metavar="TASK")
+    for name, text in (
+        ("export", "print (or --out) everything on the person's name as JSON"),
+        ("forget", "erase everything on the person's name, and withdraw their posted lessons"),
+    ):
+        task = privacy_sub.add_parser(name, help=text, description=text)
+        task.add_argument("--user", required=True, help="the person's id on the platform")
+        task.add_argument(
+            "--platform",
+            choices=("local", "slack", "teams"),
+            help="only this platform (default: every platform)",
+        )
+        task.add_argument("--actor", help="who asks, for the audit log (default: cli:USER)")
+        task.add_argument(
+            "--config", type=Path, help="organisation config (default: the example hospital)"
+        )
+        task.add_argument("--database", help="database URL (default BOEKET_DATABASE_URL)")
+        if name == "export":
+            task.add_argument("--out", type=Path, help="write to this file")
+        task.set_defaults(func=cmd_privacy)
+
     post = sub.add_parser(
         "poster",
         help="draw the bouquet poster (A3) as SVG, PNG or PDF, for a workshop",
@@ -666,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, SlackSettingsError, TeamsSettingsError) as exc:
         print(f"boeket: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         prompts = PromptLibrary.load()
     except PromptError as exc:

@@ -323,6 +323,8 @@ class OrgConfig(_Model):
     cycle: Cycle = Cycle()
     crossposting: Crossposting = Crossposting()
     digest: DigestSchedule = DigestSchedule()
+    # Contributions older than this many months are deleted (AVG/GDPR); None keeps them.
+    retention_months: Annotated[int, Field(ge=1, le=600)] | None = None
     local: Local = Local()
 
     @field_validator("themes")

@@ -234,3 +234,19 @@ class DigestRow(Base):
     finished_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     note: Mapped[str | None] = mapped_column(String(500))
+
+
+class AuditRow(Base):
+    """What an admin (or Boeket on its own, e.g. retention) did to people's data. `subject` is a
+    hash, never a person's id: the log must not keep what was forgotten."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_org_at", "organisation_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
