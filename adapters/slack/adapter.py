@@ -249,7 +249,11 @@ class SlackAdapter:
             self._session = None
 
     def routes(self) -> list[web.AbstractRouteDef]:
-        routes: list[web.AbstractRouteDef] = [web.post("/slack/events", self._dispatch)]
+        routes: list[web.AbstractRouteDef] = []
+        if not self._settings.socket_mode:
+            # Over a socket, Slack sends nothing here; and without a signing secret nothing
+            # could be verified here.
+            routes.append(web.post("/slack/events", self._dispatch))
         if self._settings.mode == "multi":
             routes += [
                 web.get("/slack/install", self._install),

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 BOT_TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-1-test-token"  # app-level: only for apps.connections.open (Socket Mode)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class FakeSlack:
     failures: list[Failure] = field(default_factory=list)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     server: TestServer | None = None
+    socket_url: str = ""  # what apps.connections.open hands out: a Socket Mode server's ws:// URL
 
     @property
     def api_url(self) -> str:
@@ -100,6 +102,13 @@ class FakeSlack:
                     headers={"Retry-After": str(failure.retry_after)},
                 )
             return web.json_response({"ok": False, "error": failure.error}, status=failure.status)
+        if method == "apps.connections.open":
+            # Slack wants the app-level token here, and only here.
+            if token == BOT_TOKEN:
+                return web.json_response({"ok": False, "error": "not_allowed_token_type"})
+            if token != APP_TOKEN:
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+            return web.json_response({"ok": True, "url": self.socket_url})
         if token != BOT_TOKEN and method != "oauth.v2.access":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         return web.json_response({"ok": True, **self._answer(method, args)})
