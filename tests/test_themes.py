@@ -74,6 +74,9 @@ async def test_an_unrelated_text_gets_no_theme(tagger: ThemeTagger) -> None:
         ("Sick leave dropped after we changed the rosters.", "verzuim"),
         ("Een pilot met spraakherkenning bij de visite.", "innovatie"),
         ("Er kwamen minder klachten over de wachttijden.", "klanttevredenheid"),
+        # The example organisation's own themes and words.
+        ("Een vaste buddy voor elke nieuwe collega.", "inwerken"),
+        ("A better handover between the shifts.", "overdracht"),
     ],
 )
 async def test_keywords_hit_in_any_form_and_both_languages(text: str, theme: str) -> None:
