@@ -393,6 +393,9 @@ class ContributionService:
                     (
                         self._t(dept, "help.deel"),
                         self._t(dept, "help.mijn"),
+                        self._t(dept, "help.overzicht"),
+                        self._t(dept, "help.dashboard"),
+                        self._t(dept, "help.privacy"),
                         self._t(dept, "help.verwijder"),
                         self._t(dept, "help.help"),
                     )
