@@ -26,6 +26,7 @@ The API, for the CLI and the dashboard:
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 from collections import Counter
@@ -203,6 +204,12 @@ _WIDTHS: dict[str, float] = {
 
 def text_width(text: str, size: float) -> float:
     """The width of `text` at font size `size`, never less than DejaVu Sans (Bold) draws it."""
+    return _em(text) * size
+
+
+@functools.lru_cache(maxsize=4096)
+def _em(text: str) -> float:
+    """The width of `text` in em; layouts measure the same words many times over."""
     width = 0.0
     for char in text:
         if char in _WIDTHS:
@@ -211,7 +218,7 @@ def text_width(text: str, size: float) -> float:
             width += 0.88
         else:
             width += 0.74
-    return width * size
+    return width
 
 
 def _wrap(text: str, size: float, width: float) -> list[str]:
@@ -624,6 +631,9 @@ def _tiers(
         widest = max(counts)
         tapering = len(set(counts)) == len(counts) and len(counts) > 1
         cell = main.width / widest
+        bonus = 1.1 if tapering else 1.0
+        if best is not None and min(cell * 0.42, r_cap) * bonus <= best[0]:
+            continue  # cannot beat the best so far, whatever its labels need
         label_w = min(cell - 18, 340.0)
         size = _label_size([d.name for d in depts], label_w, max(13.0, min(21.0, cell * 0.09)))
         labels = [
@@ -664,7 +674,7 @@ def _tiers(
                 index += 1
         if not _disjoint(placements, main):
             continue
-        score = r * (1.1 if tapering else 1.0)
+        score = r * bonus
         if best is None or score > best[0]:
             best = (score, tapering, placements, rows, top + block)
     if best is None:  # pragma: no cover - only with absurd page sizes
