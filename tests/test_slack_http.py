@@ -249,6 +249,50 @@ def reply_event(
     }
 
 
+def button_click(
+    action_id: str,
+    value: str,
+    *,
+    user: str = "U1",
+    trigger_id: str | None = None,
+    message_ts: str | None = None,
+    response_url: str | None = None,
+) -> dict[str, Any]:
+    """A `block_actions` payload: a button clicked in a message in the OK channel (`message_ts`,
+    with the `response_url` Slack gives for it), or without one, on the person's App Home."""
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "team": {"id": "T0TEST"},
+        "trigger_id": trigger_id or f"trig-{value}",
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0TEST"},
+        "api_app_id": "A0BOEKET",
+        "token": "legacy",
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b",
+                "value": value,
+                "action_ts": "1700000500.1",
+                "text": {"type": "plain_text", "text": "x"},
+            }
+        ],
+    }
+    if message_ts is None:
+        payload["container"] = {"type": "view", "view_id": "V0HOME"}
+        payload["view"] = {"id": "V0HOME", "type": "home", "blocks": []}
+    else:
+        payload["response_url"] = response_url
+        payload["container"] = {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": OK_CHANNEL,
+        }
+        payload["channel"] = {"id": OK_CHANNEL, "name": "ok"}
+        payload["message"] = {"ts": message_ts, "text": "x"}
+    return payload
+
+
 # --- the cycle posts Block Kit ----------------------------------------------------------------
 
 
@@ -451,28 +495,13 @@ async def test_share_modal_validates_inline_and_stores_once(slack: SlackEnv) -> 
 async def test_answer_button_opens_the_answer_modal(slack: SlackEnv) -> None:
     await slack.tick(OK_PROMPT_AT)
     thread = prompt_ts(slack)
-    payload = {
-        "type": "block_actions",
-        "team": {"id": "T0TEST"},
-        "trigger_id": "trig-answer",
-        "user": {"id": "U1", "username": "fatima", "name": "fatima", "team_id": "T0TEST"},
-        "api_app_id": "A0BOEKET",
-        "token": "legacy",
-        "response_url": slack.fake.response_url,
-        "container": {"type": "message", "message_ts": thread, "channel_id": OK_CHANNEL},
-        "channel": {"id": OK_CHANNEL, "name": "ok"},
-        "message": {"ts": thread, "text": "x"},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": "boeket.answer",
-                "block_id": "b",
-                "value": "2027-03-02",
-                "action_ts": "1700000300.1",
-                "text": {"type": "plain_text", "text": "Antwoorden"},
-            }
-        ],
-    }
+    payload = button_click(
+        "boeket.answer",
+        "2027-03-02",
+        trigger_id="trig-answer",
+        message_ts=thread,
+        response_url=slack.fake.response_url,
+    )
     response = await slack.interactive(payload)
     assert response.status == 200
     [opened] = await eventually(lambda: slack.fake.of("views.open"))
@@ -532,29 +561,6 @@ def home_opened(user: str = "U1") -> dict[str, Any]:
     }
 
 
-def home_click(action_id: str, value: str, user: str = "U1") -> dict[str, Any]:
-    return {
-        "type": "block_actions",
-        "team": {"id": "T0TEST"},
-        "trigger_id": f"trig-{value}",
-        "user": {"id": user, "username": "fatima", "name": "fatima", "team_id": "T0TEST"},
-        "api_app_id": "A0BOEKET",
-        "token": "legacy",
-        "container": {"type": "view", "view_id": "V0HOME"},
-        "view": {"id": "V0HOME", "type": "home", "blocks": []},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": "b",
-                "value": value,
-                "action_ts": "1700000500.1",
-                "text": {"type": "plain_text", "text": "x"},
-            }
-        ],
-    }
-
-
 async def test_app_home_shows_own_contributions_settings_and_overview(slack: SlackEnv) -> None:
     await slack.tick(OK_PROMPT_AT)
     thread = prompt_ts(slack)
@@ -580,37 +586,22 @@ async def test_app_home_shows_own_contributions_settings_and_overview(slack: Sla
 
 async def test_settings_from_app_home_change_language_and_anonymity(slack: SlackEnv) -> None:
     await slack.tick(OK_PROMPT_AT)
-    await slack.interactive(home_click("boeket.settings.language", "en"))
+    await slack.interactive(button_click("boeket.settings.language", "en"))
     published = await eventually(lambda: slack.fake.of("views.publish"))
     assert "Your Boeket" in json.dumps(published[-1].args["view"]["blocks"])
-    await slack.interactive(home_click("boeket.settings.anonymous", "on"))
+    await slack.interactive(button_click("boeket.settings.anonymous", "on"))
     await eventually(lambda: len(slack.fake.of("views.publish")) == 2)
     assert "anonymous by default" in json.dumps(slack.fake.of("views.publish")[-1].args["view"])
 
     # Her next form speaks English and starts anonymous.
     thread = prompt_ts(slack)
-    payload = {
-        "type": "block_actions",
-        "team": {"id": "T0TEST"},
-        "trigger_id": "trig-answer-en",
-        "user": {"id": "U1", "username": "fatima", "name": "fatima", "team_id": "T0TEST"},
-        "api_app_id": "A0BOEKET",
-        "token": "legacy",
-        "response_url": slack.fake.response_url,
-        "container": {"type": "message", "message_ts": thread, "channel_id": OK_CHANNEL},
-        "channel": {"id": OK_CHANNEL, "name": "ok"},
-        "message": {"ts": thread, "text": "x"},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": "boeket.answer",
-                "block_id": "b",
-                "value": "2027-03-02",
-                "action_ts": "1700000300.1",
-                "text": {"type": "plain_text", "text": "Antwoorden"},
-            }
-        ],
-    }
+    payload = button_click(
+        "boeket.answer",
+        "2027-03-02",
+        trigger_id="trig-answer-en",
+        message_ts=thread,
+        response_url=slack.fake.response_url,
+    )
     await slack.interactive(payload)
     [opened] = await eventually(lambda: slack.fake.of("views.open"))
     view = opened.args["view"]
@@ -627,10 +618,10 @@ async def test_delete_from_app_home_refreshes_the_page(slack: SlackEnv) -> None:
     await slack.tick(OK_PROMPT_AT)
     await slack.event(reply_event("Weg ermee.", prompt_ts(slack)), event_id="Ev0DEL")
     [mine] = await slack.contributions()
-    await slack.interactive(home_click("boeket.delete", str(mine.id), user="U2"))
+    await slack.interactive(button_click("boeket.delete", str(mine.id), user="U2"))
     await eventually(lambda: slack.fake.of("chat.postMessage")[-1].args["channel"] == "DU2")
     assert len(await slack.contributions()) == 1  # not hers to delete: told so in a DM
-    await slack.interactive(home_click("boeket.delete", str(mine.id)))
+    await slack.interactive(button_click("boeket.delete", str(mine.id)))
     await eventually(lambda: slack.fake.of("views.publish"))
     assert await slack.contributions() == []
 
@@ -773,28 +764,14 @@ async def test_a_suggested_lesson_is_block_kit_with_working_feedback_buttons(
     ]
     assert "Sanne" not in json.dumps(blocks)  # she did not agree to be named elsewhere
 
-    click = {
-        "type": "block_actions",
-        "team": {"id": "T0TEST"},
-        "trigger_id": "trig-useful",
-        "user": {"id": "U2", "username": "jeroen", "name": "jeroen", "team_id": "T0TEST"},
-        "api_app_id": "A0BOEKET",
-        "token": "legacy",
-        "response_url": slack.fake.response_url,
-        "container": {"type": "message", "message_ts": "1.1", "channel_id": OK_CHANNEL},
-        "channel": {"id": OK_CHANNEL, "name": "ok"},
-        "message": {"ts": "1.1", "text": "x"},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": buttons[0]["action_id"],
-                "block_id": "b",
-                "value": buttons[0]["value"],
-                "action_ts": "1700000600.1",
-                "text": {"type": "plain_text", "text": "Nuttig"},
-            }
-        ],
-    }
+    click = button_click(
+        buttons[0]["action_id"],
+        buttons[0]["value"],
+        user="U2",
+        trigger_id="trig-useful",
+        message_ts="1.1",
+        response_url=slack.fake.response_url,
+    )
     assert (await slack.interactive(click)).status == 200
     [thanks] = await eventually(lambda: slack.fake.of("response_url"))
     assert thanks.args["response_type"] == "ephemeral"
