@@ -263,7 +263,7 @@ async def run(args: argparse.Namespace) -> None:
         Entry(i, department, kind, theme, start + timedelta(minutes=i))
         for i, (_, department, kind, theme) in enumerate(corpus)
     ]
-    index = VectorIndex(embedder.dimensions)
+    index = VectorIndex(embedder.dimensions, capacity=args.n + 1024)  # as Matcher.load does
     started = time.perf_counter()
     for entry, vector in zip(entries, vectors, strict=True):
         index.add(entry, vector)
