@@ -231,6 +231,27 @@ def test_form_card_is_valid_and_round_trips_through_its_submit_data() -> None:
     } in with_errors["body"]
 
 
+def test_a_form_asked_for_in_a_message_becomes_a_button_that_opens_it() -> None:
+    what, *rest = share_form().fields
+    form = replace(share_form(), fields=(replace(what, initial="De **nieuwe** planning"), *rest))
+    card = cards.open_form_card(form, channel=CHANNEL)
+    assert card_problems(card) == []
+    assert not [e for e in card["body"] if e["type"].startswith("Input.")]
+    [button] = card["actions"]
+    assert button["type"] == "Action.Submit" and button["title"] == "Deel een succes"
+    assert button["data"]["msteams"] == {"type": "task/fetch"}
+    opened = cards.opened_form(button["data"])
+    assert opened is not None
+    rebuilt, channel, values = opened
+    assert channel == CHANNEL
+    assert rebuilt == replace(form, fields=tuple(replace(f, initial="") for f in form.fields))
+    assert values == {"what": "De **nieuwe** planning", "anonymous": "true"}
+    # The button is not a form: its click is no submission, and damaged data opens nothing.
+    assert cards.form_routing(button["data"]) is None
+    assert cards.opened_form({"verb": "boeket.open", "boeket_open": {"form": "x"}}) is None
+    assert cards.opened_form({"boeket_open": "kapot"}) is None
+
+
 def activity(**extra: object) -> dict[str, object]:
     return {
         "type": "message",

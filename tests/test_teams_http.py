@@ -493,37 +493,124 @@ async def test_share_dialog_from_the_message_extension(teams: TeamsEnv) -> None:
     assert share.author is not None and share.author.name == "Jeroen de Vries"
 
 
-async def test_command_menu_deel_sends_the_form_to_the_1on1_chat_and_updates_it(
-    teams: TeamsEnv,
-) -> None:
-    teams.clock.set(OK_PROMPT_AT)
-    await teams.install()
-    post = reply(teams, "deel", "1700000100500", activity_id="1700000100500")
-    assert (await teams.send(post)).status in {200, 202}
-    [form_message] = teams.fake.of("send")
-    assert form_message.conversation == "a:1personal-29:1fatima"
-    card = card_of(form_message)
-    assert card_problems(card) == []
-    assert inputs_of(card)[:2] == ["what", "preconditions"]
-
-    submit = teams.load("channel_reply", ROOT="x")
-    submit.pop("text")
-    submit.pop("entities")
-    submit.pop("attachments")
-    submit.update(id="1700000100600", replyToId=form_message.answer["id"])
-    submit["conversation"] = {
+def personal(activity: dict[str, Any], card_id: str) -> dict[str, Any]:
+    """`activity` as sent from Fatima's 1:1 chat with Boeket, on the card `card_id`."""
+    activity["conversation"] = {
         "conversationType": "personal",
         "tenantId": TENANT,
         "id": "a:1personal-29:1fatima",
     }
-    submit["channelData"] = {"tenant": {"id": TENANT}}
+    activity["channelData"] = {"tenant": {"id": TENANT}}
+    activity["replyToId"] = card_id
+    return activity
+
+
+async def test_command_menu_deel_opens_the_share_dialog_from_a_button(teams: TeamsEnv) -> None:
+    teams.clock.set(OK_PROMPT_AT)
+    await teams.install()
+    typed = reply(teams, "deel De nieuwe planning", "1700000100500", activity_id="1700000100500")
+    assert (await teams.send(typed)).status in {200, 202}
+    # A typed message cannot open a dialog: her 1:1 chat gets a card whose button can.
+    [button_message] = teams.fake.of("send")
+    assert button_message.conversation == "a:1personal-29:1fatima"
+    assert not [c for c in teams.fake.calls if c.conversation.startswith("19:")]
+    button_card = card_of(button_message)
+    assert card_problems(button_card) == []
+    assert inputs_of(button_card) == []
+    [button] = actions_of(button_card)
+    assert button["type"] == "Action.Submit" and button["title"] == "Deel een succes"
+    assert button["data"]["msteams"] == {"type": "task/fetch"}
+
+    # Her click arrives as a task/fetch invoke from the 1:1 chat: the share dialog opens.
+    fetch = personal(teams.load("task_fetch", ROOT="x"), button_message.answer["id"])
+    fetch["value"]["data"] = copy.deepcopy(button["data"])
+    opened = await teams.send(fetch)
+    assert opened.status == 200, await opened.text()
+    dialog = await opened.json()
+    assert dialog["task"]["value"]["title"] == "Deel een succes"
+    card = dialog_card(dialog)
+    assert card_problems(card) == []
+    assert inputs_of(card) == [
+        "what",
+        "preconditions",
+        "effect",
+        "goal",
+        "theme",
+        "not_shared",
+        "anonymous",
+    ]
+    [what] = [e for e in card["body"] if e.get("id") == "what"]
+    assert what["value"] == "De nieuwe planning"  # what she typed after `deel`
+
+    def submit(data: dict[str, Any]) -> dict[str, Any]:
+        activity = personal(teams.load("task_fetch", ROOT="x"), button_message.answer["id"])
+        activity.update(name="task/submit", id=f"f:submit-{time.monotonic_ns()}")
+        activity["value"] = {"type": "task/submit", "data": data}
+        return activity
+
+    bad = await teams.send(submit(submit_data(card, what="", preconditions="Iedereen aan tafel.")))
+    assert bad.status == 200
+    again = dialog_card(await bad.json())
+    assert card_problems(again) == []
+    errors = [e["text"] for e in again["body"] if e.get("color") == "Attention"]
+    assert len(errors) == 1, errors  # only "what" is missing
+    assert [e.get("value") for e in again["body"] if e.get("id") == "preconditions"] == [
+        "Iedereen aan tafel."
+    ]
+    assert await teams.contributions() == []
+
+    good = submit_data(
+        again,
+        what="Samen plannen werkt.",
+        preconditions="Iedereen aan tafel.",
+        goal="gezond-werken",
+        anonymous="false",
+    )
+    confirmations = []
+    for _ in range(2):  # a double click submits the same dialog twice
+        response = await teams.send(submit(good))
+        assert response.status == 200
+        done = dialog_card(await response.json())
+        assert card_problems(done) == []
+        confirmations.append(json.dumps(done, ensure_ascii=False))
+    assert "Dank je voor het delen" in confirmations[0]
+    assert "al ontvangen" in confirmations[1]  # the second one stored nothing, and says so
+    [share] = await teams.contributions()
+    assert (share.department_id, share.kind, share.source) == ("ok", Kind.SUCCES, Source.SHARE)
+    assert share.text == "Samen plannen werkt."
+    assert share.fields["preconditions"] == "Iedereen aan tafel."
+    assert share.goal_id == "gezond-werken"
+    assert share.author is not None and share.author.name == "Fatima el Amrani"
+    # Everything happened in the dialog: nothing more in any chat or channel.
+    assert len(teams.fake.of("send")) == 1 and teams.fake.attempts("update") == []
+
+
+async def test_a_form_card_submitted_in_the_1on1_chat_is_updated_in_place(
+    teams: TeamsEnv,
+) -> None:
+    """A form card sent to the 1:1 chat as a whole (as older versions did) still works."""
+    teams.clock.set(OK_PROMPT_AT)
+    await teams.install()
+    typed = reply(teams, "deel", "1700000100500", activity_id="1700000100500")
+    assert (await teams.send(typed)).status in {200, 202}
+    [button_message] = teams.fake.of("send")
+    [button] = actions_of(card_of(button_message))
+    fetch = personal(teams.load("task_fetch", ROOT="x"), button_message.answer["id"])
+    fetch["value"]["data"] = button["data"]
+    card = dialog_card(await (await teams.send(fetch)).json())
+
+    submit = teams.load("channel_reply", ROOT="x")
+    for key in ("text", "entities", "attachments"):
+        submit.pop(key)
+    submit = personal(submit, "1700000000999")
+    submit["id"] = "1700000100600"
     submit["value"] = submit_data(
         card, what="Samen plannen werkt.", preconditions="Iedereen aan tafel.", anonymous="false"
     )
     assert (await teams.send(submit)).status in {200, 202}
     [update] = teams.fake.of("update")
     assert update.conversation == "a:1personal-29:1fatima"
-    assert update.activity_id == form_message.answer["id"]
+    assert update.activity_id == "1700000000999"
     assert card_problems(card_of(update)) == []
     [share] = await teams.contributions()
     assert share.text == "Samen plannen werkt."

@@ -13,9 +13,12 @@ What people see, and where (Teams has no ephemeral messages in channels):
   the person who clicked sees. A dialog's submit (`task/submit`) answers in the same dialog: the
   form again with the errors under the fields, or the confirmation.
 * The message extension "Deel een succes" opens the share dialog the same way.
-* Anything else for one person — the thanks after an @mention reply, help, a form asked for in a
-  message — goes to the person's 1:1 chat with Boeket, never to the channel. A form sent there
-  as a card is updated in place when it is submitted: with the errors, or with the confirmation.
+* Anything else for one person — the thanks after an @mention reply, help — goes to the
+  person's 1:1 chat with Boeket, never to the channel. A form asked for in a message (`deel`
+  from the command menu) goes there as a card with one button: a bot cannot open a dialog in
+  answer to a message, but the button's click (`task/fetch`) opens the form as a dialog. (A
+  form card sent there as a whole, as older versions did, is still updated in place when it is
+  submitted: with the errors, or with the confirmation.)
 * A card Boeket posted with buttons (a prompt) is remembered; when a dialog opened from it is
   completed, the card is updated in place with a "received" line — never with the answer, nor
   who gave it.
@@ -389,6 +392,13 @@ class TeamsAdapter:
     ) -> TaskModuleResponse:
         activity = _activity_json(context)
         await self._remember(context, activity)
+        opened = cards.opened_form(cards.submit_data(activity) or {})
+        if opened is not None and activity.get("name") == "task/fetch":
+            form, channel, values = opened
+            card = cards.form_card(
+                form, submission=secrets.token_urlsafe(12), channel=channel, values=values
+            )
+            return TaskModuleResponse.model_validate(cards.dialog_response(form.title, card))
         body = await self._dialog(context, activity, cards.interaction_event(activity))
         return TaskModuleResponse.model_validate(body)
 
@@ -515,10 +525,13 @@ class TeamsAdapter:
         """What a message turn answers, for one person: in their 1:1 chat with Boeket."""
         match response:
             case ShowForm(form=form):
-                card = cards.form_card(
-                    form, submission=secrets.token_urlsafe(12), channel=cards.channel_of(activity)
-                )
-                outgoing = {"type": "message", "attachments": [cards.card_attachment(card)]}
+                # No dialog can open in answer to a message: a button that opens it can.
+                card = cards.open_form_card(form, channel=cards.channel_of(activity))
+                outgoing = {
+                    "type": "message",
+                    "summary": form.title,
+                    "attachments": [cards.card_attachment(card)],
+                }
             case (
                 FormDone(confirmation=message)
                 | Ephemeral(message=message)

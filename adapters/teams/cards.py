@@ -60,6 +60,8 @@ CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 ELLIPSIS = "…"
 FORM_VERB = "boeket.form"
 FORM_KEY = "boeket_form"  # the hidden routing data of a form's submit action
+OPEN_VERB = "boeket.open"
+OPEN_KEY = "boeket_open"  # the hidden data of a button that opens a form in a dialog
 COMMANDS = frozenset({"deel", "share", "help", "hulp"})
 SHARE_COMMAND_ID = "deel"  # the message extension's action command (manifest.py)
 
@@ -71,7 +73,7 @@ CARD_BUDGET = 24_000
 included; past this budget the text is cut at a word, the rest gives way to "…", and the
 buttons stay."""
 
-_RESERVED = frozenset({FORM_KEY, "verb", "value", "msteams"})
+_RESERVED = frozenset({FORM_KEY, OPEN_KEY, "verb", "value", "msteams"})
 
 # --- text --------------------------------------------------------------------------------------
 
@@ -352,6 +354,58 @@ def form_card(
         "data": data,
     }
     return _card(body, [submit])
+
+
+def open_form_card(form: Form, *, channel: str) -> dict[str, Any]:
+    """A card with one button that opens `form` in a dialog, for a form asked for in a message.
+
+    A bot cannot open a dialog in answer to a typed message (the command menu's `deel`); a
+    button whose data says `msteams.type = "task/fetch"` can: its click arrives as a
+    `task/fetch` invoke, answered with the dialog. The form travels in the button's data, like
+    `form_spec` in a submit, so whichever replica gets the click opens the same form, with what
+    the person already typed. `channel` is where the form was asked for.
+    """
+    intro = form.intro.strip() or form.title
+    values = {f.name: f.initial for f in form.fields if f.initial}
+    routing = {
+        "form": form.form_id,
+        "meta": dict(form.meta),
+        "c": channel,
+        "spec": form_spec(form),
+        "v": values,
+    }
+    button = {
+        "type": "Action.Submit",
+        "title": _cut(form.title, MAX_BUTTON) or ELLIPSIS,
+        "style": "positive",
+        "data": {"verb": OPEN_VERB, "msteams": {"type": "task/fetch"}, OPEN_KEY: routing},
+    }
+    return _card([_text_block(_person_text(intro))], [button])
+
+
+def opened_form(data: Mapping[str, Any]) -> tuple[Form, str, dict[str, str]] | None:
+    """(form, channel, values typed so far) from an `open_form_card` button's data, or None."""
+    routing = data.get(OPEN_KEY)
+    if not isinstance(routing, dict):
+        return None
+    form_id, meta, channel = routing.get("form"), routing.get("meta"), routing.get("c", "")
+    if not isinstance(form_id, str) or not form_id or not isinstance(channel, str):
+        return None
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
+        return None
+    form = form_from_spec(form_id, meta, routing.get("spec"))
+    if form is None:
+        return None
+    raw = routing.get("v")
+    names = {f.name for f in form.fields}
+    values = (
+        {k: v for k, v in raw.items() if k in names and isinstance(v, str)}
+        if isinstance(raw, dict)
+        else {}
+    )
+    return form, channel, values
 
 
 def form_spec(form: Form) -> dict[str, Any]:
