@@ -76,14 +76,17 @@ def parse_duration(value: object) -> timedelta:
     """Parse "2d", "4h", "1d12h", "90m" (or a number of minutes) into a timedelta."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return timedelta(minutes=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value.lower())
-        if match and any(match.groups()):
-            days, hours, minutes = (int(g) if g else 0 for g in match.groups())
-            return timedelta(days=days, hours=hours, minutes=minutes)
-    raise PydanticCustomError("duration", "not a duration", {"value": str(value)})
+    try:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return timedelta(minutes=value)
+        if isinstance(value, str):
+            match = _DURATION.match(value.lower())
+            if match and any(match.groups()):
+                days, hours, minutes = (int(g) if g else 0 for g in match.groups())
+                return timedelta(days=days, hours=hours, minutes=minutes)
+    except OverflowError:
+        pass  # more days than a timedelta holds: not a duration anyone means
+    raise PydanticCustomError("duration", "not a duration", {"value": _short(value)})
 
 
 def _parse_time(value: object) -> time:
@@ -116,8 +119,11 @@ def _check_zone(value: object) -> str:
         raise PydanticCustomError("timezone", "unknown time zone", {"value": str(value)})
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise PydanticCustomError("timezone", "unknown time zone", {"value": value}) from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a directory of the zone database ("Europe") or a name too long for a path.
+        raise PydanticCustomError(
+            "timezone", "unknown time zone", {"value": _short(value)}
+        ) from None
     return value
 
 
@@ -493,7 +499,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
         elif part in {"function-before[_parse_weekday(), int]"} or part.startswith("function-"):
             continue
         else:
-            out += ("." if out else "") + part
+            out += ("." if out else "") + _printable(part)
     return out or "(root)"
 
 
@@ -503,10 +509,11 @@ def _problems(exc: ValidationError) -> list[Problem]:
         ctx: dict[str, Any] = dict(err.get("ctx") or {})
         cause = ctx.get("error")
         if isinstance(cause, _LocatedError):
-            problems.append(Problem(cause.location, cause.key, cause.params))
+            shown = {k: _printable(v) for k, v in cause.params.items()}
+            problems.append(Problem(cause.location, cause.key, shown))
             continue
         key = _PYDANTIC_KEYS.get(err["type"], err["type"])
-        params = {k: str(v) for k, v in ctx.items()}
+        params = {k: _printable(str(v)) for k, v in ctx.items()}
         if "expected" in params:
             params["expected"] = params["expected"].replace("'", "").replace(" or ", ", ")
         params.setdefault("value", _short(err.get("input")))
@@ -514,8 +521,19 @@ def _problems(exc: ValidationError) -> list[Problem]:
     return problems
 
 
+def _printable(text: str) -> str:
+    """`text` with line breaks, escape codes and invisible characters shown as `\\uXXXX`.
+
+    Each problem is one line on a terminal: a key or value from the file must not break it,
+    colour it, or hide in it.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
 def _short(value: object) -> str:
-    text = str(value)
+    text = _printable(str(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -537,13 +555,18 @@ def load_config(path: Path) -> OrgConfig:
         raise ConfigError(path, [Problem("(file)", "file_missing", {})]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
-            path, [Problem("(file)", "file_unreadable", {"reason": str(exc)})]
+            path, [Problem("(file)", "file_unreadable", {"reason": _printable(str(exc))})]
         ) from None
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = str(mark.line + 1) if mark is not None else "?"
-        reason = str(getattr(exc, "problem", "") or exc)
+        reason = _printable(str(getattr(exc, "problem", "") or exc))
         raise ConfigError(path, [Problem(f"line {line}", "yaml", {"reason": reason})]) from None
+    except (ValueError, RecursionError) as exc:
+        # PyYAML raises these outside its own errors: an impossible date (2026-13-45), or
+        # brackets nested thousands deep.
+        reason = _short(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise ConfigError(path, [Problem("line ?", "yaml", {"reason": reason})]) from None
     return parse_config(data, path)
