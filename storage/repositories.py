@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -523,14 +523,25 @@ class StateStore:
 
     async def add(self, key: str, value: dict[str, Any], now: datetime) -> bool:
         """Keep `value` under `key` unless the key is taken: one INSERT, True when it was new."""
+        return key in await self.add_many({key: value}, now)
+
+    async def add_many(self, values: Mapping[str, dict[str, Any]], now: datetime) -> set[str]:
+        """Keep each value whose key is not taken, in one INSERT and one transaction; return the
+        keys that were new."""
+        if not values:
+            return set()
+        rows = [
+            {"platform": self._platform, "key": key, "value": value, "updated_at": now}
+            for key, value in values.items()
+        ]
         stmt = (
             _insert(self._db, AdapterStateRow)
-            .values(platform=self._platform, key=key, value=value, updated_at=now)
+            .values(rows)
             .on_conflict_do_nothing(index_elements=["platform", "key"])
+            .returning(AdapterStateRow.key)
         )
         async with self._db.sessions.begin() as session:
-            result = await session.execute(stmt)
-        return bool(result.rowcount == 1)
+            return set((await session.scalars(stmt)).all())
 
     async def delete(self, key: str) -> None:
         stmt = delete(AdapterStateRow).where(

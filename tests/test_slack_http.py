@@ -34,7 +34,7 @@ from bot.messages import ShowForm
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
-from storage.repositories import ContributionRepository, OccurrenceRepository
+from storage.repositories import ContributionRepository, OccurrenceRepository, StateStore
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -197,6 +197,19 @@ async def slack(
     fake_server = TestServer(fake.app())
     await fake_server.start_server()
     fake.server = fake_server
+    boeket = slack_boeket(db, prompts, clock, fake)
+    client: TestClient[Any, Any] = TestClient(TestServer(web_app(boeket, timer=False)))
+    await client.start_server()
+    try:
+        yield SlackEnv(fake, client, boeket, clock, db)
+    finally:
+        await client.close()
+        await fake_server.close()
+
+
+def slack_boeket(
+    db: Database, prompts: PromptLibrary, clock: ManualClock, fake: FakeSlack
+) -> Boeket:
     settings = Settings(
         database_url=db.url,
         worker_id="slack-test",
@@ -205,16 +218,9 @@ async def slack(
             signing_secret=SECRET, bot_token=BOT_TOKEN, api_url=fake.api_url, pace_seconds=0
         ),
     )
-    boeket = build(
+    return build(
         settings, slack_config(), clock=clock, prompts=prompts, db=db, embedder=LexicalEmbedder()
     )
-    client: TestClient[Any, Any] = TestClient(TestServer(web_app(boeket, timer=False)))
-    await client.start_server()
-    try:
-        yield SlackEnv(fake, client, boeket, clock, db)
-    finally:
-        await client.close()
-        await fake_server.close()
 
 
 def prompt_ts(env: SlackEnv, channel: str = OK_CHANNEL) -> str:
@@ -327,6 +333,47 @@ async def test_retried_event_stores_one_contribution(slack: SlackEnv) -> None:
     # The follow-up question is whispered once, to her only, in the thread.
     [nudge] = slack.fake.of("chat.postEphemeral")
     assert nudge.args["user"] == "U1" and nudge.args.get("thread_ts") == thread
+
+
+async def test_deliveries_arriving_together_store_one_contribution(slack: SlackEnv) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    event = reply_event("De huddle om half acht werkt.", prompt_ts(slack))
+    responses = await asyncio.gather(
+        *(slack.event(event, event_id="Ev0TWICE", retry=retry) for retry in (None, 1, 2))
+    )
+    assert [r.status for r in responses] == [200, 200, 200]
+    assert len(await slack.contributions()) == 1
+    assert len(slack.fake.of("chat.postEphemeral")) == 1
+
+
+async def test_a_reply_acknowledged_before_a_crash_is_stored_at_the_next_start(
+    slack: SlackEnv, prompts: PromptLibrary
+) -> None:
+    await slack.tick(OK_PROMPT_AT)
+    thread = prompt_ts(slack)
+    # What the inbox holds when Boeket died after its acknowledgement, before the core.
+    envelope = {
+        "type": "event_callback",
+        "event_id": "Ev0CRASH",
+        "team_id": "T0TEST",
+        "event": reply_event("Na de herstart nog steeds bewaard.", thread),
+    }
+    await StateStore(slack.db, "slack").add_many({"inbox:Ev0CRASH": envelope}, OK_PROMPT_AT)
+    assert await slack.contributions() == []
+
+    restarted = slack_boeket(slack.db, prompts, slack.clock, slack.fake)
+    client: TestClient[Any, Any] = TestClient(TestServer(web_app(restarted, timer=False)))
+    await client.start_server()
+    try:
+        adapter = restarted.adapters["slack"]
+        assert isinstance(adapter, SlackAdapter)
+        await adapter.settle()
+    finally:
+        await client.close()
+    [stored] = await ContributionRepository(slack.db).all(ORG)
+    assert stored.text == "Na de herstart nog steeds bewaard."
+    assert stored.author is not None and stored.author.name == "Fatima el Amrani"
+    assert await StateStore(slack.db, "slack").keys("inbox:") == []
 
 
 async def test_bot_messages_and_edits_are_not_contributions(slack: SlackEnv) -> None:

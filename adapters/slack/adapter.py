@@ -22,7 +22,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -75,6 +75,7 @@ INBOX = "inbox:"
 # Thread replies worked off at the same time: each holds the database and perhaps the embedder,
 # and the acknowledgements of the requests still arriving need both too.
 INBOX_WORKERS = 4
+INBOX_BATCH = 500  # entries per INSERT, well below SQLite's limit on bound parameters
 log = logging.getLogger(__name__)
 
 # Slack errors that retrying does not fix, with what the admin should do about each.
@@ -107,13 +108,59 @@ def slack_error(exc: SlackApiError) -> str:
 class StateStorePort(Protocol):
     """Opaque JSON per key, here the inbox of thread replies not yet handed to the core."""
 
-    async def add(self, key: str, value: dict[str, Any], now: datetime) -> bool: ...
+    async def add_many(self, values: Mapping[str, dict[str, Any]], now: datetime) -> set[str]: ...
 
     async def get(self, key: str) -> dict[str, Any] | None: ...
 
     async def delete(self, key: str) -> None: ...
 
     async def keys(self, prefix: str = "") -> Sequence[str]: ...
+
+
+class Inbox:
+    """Writes the inbox entries of requests that arrive together in one transaction.
+
+    Each acknowledgement waits for its entry to be committed. The first request starts a
+    write; the ones that arrive while it runs go together in the next. Under load that is one
+    INSERT for many requests instead of one each, so acknowledgements do not queue behind each
+    other for the database (on SQLite: its single connection).
+    """
+
+    def __init__(self, state: StateStorePort, *, batch: int = INBOX_BATCH) -> None:
+        self._state = state
+        self._batch = batch
+        self._waiting: list[tuple[str, dict[str, Any], asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def add(self, key: str, value: dict[str, Any]) -> bool:
+        """Keep `value` under `key`; True when the key was new (not a delivery seen before)."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((key, value, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await done
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self._batch], self._waiting[self._batch :]
+            values: dict[str, dict[str, Any]] = {}
+            for key, value, _ in batch:
+                values.setdefault(key, value)
+            try:
+                new = await self._state.add_many(values, datetime.now(UTC))
+            except Exception as exc:  # every request of the batch answers with an error
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for key, _, done in batch:
+                if not done.done():
+                    done.set_result(key in new)
+                new.discard(key)  # a second delivery in the same batch is not new
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
 
 
 def pacing_slot(last: float, now: float, interval: float) -> float:
@@ -136,6 +183,7 @@ class SlackAdapter:
     ) -> None:
         self._settings = settings
         self._state = state
+        self._inbox = Inbox(state) if state is not None else None
         self._pace_seconds = settings.pace_seconds
         self._close_label = close_label
         self._handler: EventHandler | None = None
@@ -241,6 +289,8 @@ class SlackAdapter:
             await self._socket_handler.close_async()
             self._socket_handler = None
         await self.settle()
+        if self._inbox is not None:
+            await self._inbox.close()
         if self._session is not None:
             # Background work that still calls Slack after this gets a session per call again.
             for client in (self.client, *self._clients.values()):
@@ -456,14 +506,14 @@ class SlackAdapter:
         event = translate.message_event(body)
         if event is None:
             return
-        if event.thread_id is None or self._state is None:
+        if event.thread_id is None or self._inbox is None:
             # Only thread replies become contributions; other chatter is passed on, but is not
             # worth a write before the answer.
             self._later(self._reply(body, client), "a message")
             return
         kept = {key: body.get(key) for key in ("type", "event_id", "team_id", "event")}
         key = INBOX + event.event_id
-        if await self._state.add(key, kept, datetime.now(UTC)):
+        if await self._inbox.add(key, kept):
             self._later(self._from_inbox(key, kept, client), "a thread reply")
         # else: a retry of a delivery already in the inbox, which is being worked off
 
