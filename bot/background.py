@@ -14,10 +14,18 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# Works running at once; the rest wait their turn. A burst of contributions would otherwise start
+# as many embeddings and database round trips at once, and the requests still being answered
+# (on SQLite: behind the same single connection) would queue behind all of them.
+LIMIT = 4
+
 
 class Background:
-    def __init__(self) -> None:
+    def __init__(self, *, limit: int = LIMIT) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._slots = asyncio.Semaphore(limit)
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(self._run(work, name), name=name)
@@ -26,7 +34,11 @@ class Background:
 
     async def _run(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         try:
-            await work
+            async with self._slots:
+                await work
+        except asyncio.CancelledError:
+            work.close()  # cancelled while waiting its turn: it never started
+            raise
         except Exception:
             log.exception("background work %s failed", name)
 
