@@ -5,10 +5,11 @@ app-level token, Socket Mode). Bolt verifies the signature (five-minute replay w
 
 Slack's answer waits only for what must not be lost (``process_before_response``), and for no more:
 
-- a thread reply is written to an inbox (one INSERT, ``ON CONFLICT DO NOTHING`` on the event id)
-  and acknowledged; the core stores it as a contribution afterwards, a few at a time, and an inbox
-  left behind by a crash is worked off at the next start. The core's own key (the event id) keeps
-  a retried or replayed delivery from being stored twice.
+- a thread reply is written to an inbox (``ON CONFLICT DO NOTHING`` on the event id; replies that
+  arrive together share one INSERT) and acknowledged; the core stores it as a contribution
+  afterwards, a few at a time, and an inbox left behind by a crash is worked off at the next
+  start. The core's own key (the event id) keeps a retried or replayed delivery from being stored
+  twice.
 - `/deel`, buttons and App Home are acknowledged at once; their work (a modal, a whisper, a page)
   follows in tasks that `stop` waits for. Nothing in them needs to survive a crash: a modal's
   trigger is only valid for three seconds anyway.
