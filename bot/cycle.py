@@ -8,12 +8,14 @@ so several workers or replicas post each occurrence once. Steps missed by more t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.config import Department, OrgConfig
+from bot.delivery import post_once
 from bot.domain import (
     ChannelRef,
     Contribution,
@@ -33,6 +35,9 @@ from storage.repositories import ContributionRepository, OccurrenceRepository, P
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+# A wave (every department's prompt at once) is posted this many at a time, in batches of BATCH.
+CONCURRENCY = 32
+BATCH = 1000
 ANSWER_ACTION = "boeket.answer"
 
 
@@ -105,10 +110,12 @@ class CycleEngine:
         adapters: Mapping[str, Adapter],
         clock: Clock,
         worker: str,
+        lease: timedelta = LEASE,
     ) -> None:
         self._config = config
         self._t = texts
         self._occurrences = occurrences
+        self._lease = lease
         self._contributions = contributions
         self._adapters = adapters
         self._clock = clock
@@ -144,14 +151,35 @@ class CycleEngine:
         fresh = [p for p in planned if (p.department_id, p.step, p.round_date) not in self._planned]
         new = await self._occurrences.plan(fresh)
         self._planned.update((p.department_id, p.step, p.round_date) for p in fresh)
-        sent = skipped = failed = 0
-        for occ in await self._occurrences.due(self.org, now, LEASE):
-            if not await self._occurrences.claim(occ.id, self.worker, now, LEASE):
-                continue  # another worker has it
-            outcome = await self._run(occ, now)
-            sent += outcome is OccurrenceStatus.SENT
-            skipped += outcome is OccurrenceStatus.SKIPPED
-            failed += outcome is None
+        outcomes: list[OccurrenceStatus | None] = []
+        seen: set[int] = set()
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def run_department(occurrences: list[Occurrence]) -> None:
+            # One department's steps in order (a reminder needs its prompt's message); the
+            # departments side by side, so one slow or rate-limited channel holds up no other.
+            for occ in occurrences:
+                async with gate:
+                    if not await self._occurrences.claim(occ.id, self.worker, now, self._lease):
+                        continue  # another worker has it
+                    outcomes.append(await self._run(occ, now))
+
+        while True:
+            batch = [
+                occ
+                for occ in await self._occurrences.due(self.org, now, self._lease, limit=BATCH)
+                if occ.id not in seen
+            ]
+            if not batch:
+                break
+            seen.update(occ.id for occ in batch)
+            by_department: dict[str, list[Occurrence]] = {}
+            for occ in batch:
+                by_department.setdefault(occ.department_id, []).append(occ)
+            await asyncio.gather(*(run_department(o) for o in by_department.values()))
+        sent = sum(o is OccurrenceStatus.SENT for o in outcomes)
+        skipped = sum(o is OccurrenceStatus.SKIPPED for o in outcomes)
+        failed = sum(o is None for o in outcomes)
         return TickReport(planned=new, sent=sent, skipped=skipped, failed=failed)
 
     async def _run(self, occ: Occurrence, now: datetime) -> OccurrenceStatus | None:
@@ -210,9 +238,25 @@ class CycleEngine:
             self._config.zone(dept),
             self._meeting_start(dept, occ),
         )
+        # A claim taken over from a worker that died, or after a failed attempt: its post may
+        # have reached the platform before the worker could record it.
+        retaken = occ.attempts > 0 or occ.status is OccurrenceStatus.CLAIMED
+        key = f"occurrence:{occ.id}"
+
+        async def post(message: Message, thread: PostedMessage | None = None) -> PostedMessage:
+            return await post_once(
+                adapter,
+                channel,
+                message,
+                key=key,
+                since=occ.due_at,
+                retaken=retaken,
+                thread=thread,
+            )
+
         if occ.step is Step.PROMPT:
             kind, goal_id, message = await self._prompt(dept, rnd)
-            posted = await adapter.post(channel, message)
+            posted = await post(message)
             await self._finish(
                 occ,
                 OccurrenceStatus.SENT,
@@ -238,26 +282,20 @@ class CycleEngine:
             if prompt_posted is None:
                 await self._finish(occ, OccurrenceStatus.SKIPPED, now, note="no prompt this round")
                 return OccurrenceStatus.SKIPPED
-            posted = await adapter.reply(prompt_posted, self._reminder(dept, rnd, contributions))
+            posted = await post(self._reminder(dept, rnd, contributions), prompt_posted)
         elif occ.step is Step.HARVEST:
             if prompt_posted is None and not contributions:
                 await self._finish(occ, OccurrenceStatus.SKIPPED, now, note="nothing to harvest")
                 return OccurrenceStatus.SKIPPED
             round_kind = prompt.kind if prompt else None
-            posted = await adapter.post(
-                channel, self._harvest(dept, rnd, round_kind, contributions)
-            )
+            posted = await post(self._harvest(dept, rnd, round_kind, contributions))
         else:
             harvest = await self._occurrences.get(self.org, dept.id, Step.HARVEST, occ.round_date)
             if harvest is None or harvest.status is not OccurrenceStatus.SENT:
                 await self._finish(occ, OccurrenceStatus.SKIPPED, now, note="no harvest this round")
                 return OccurrenceStatus.SKIPPED
             message = self._followup(dept, prompt.kind if prompt else None, contributions)
-            posted = (
-                await adapter.reply(prompt_posted, message)
-                if prompt_posted
-                else await adapter.post(channel, message)
-            )
+            posted = await post(message, prompt_posted)
         await self._finish(
             occ,
             OccurrenceStatus.SENT,
