@@ -401,3 +401,41 @@ async def test_reminder_names_nobody_and_harvest_groups_by_kind_without_anonymou
     assert "Minder uitloop door een bufferuur. — anoniem" in harvest.text
     assert "Jeroen de Vries" in harvest.text  # his named share
     assert harvest.text.count("Jeroen de Vries") == 1  # but not beside his anonymous answer
+
+
+async def test_one_stuck_channel_holds_up_no_other(
+    database_factory: DatabaseFactory, prompts: PromptLibrary
+) -> None:
+    """A wave: every department's prompt at once. While one channel's post hangs (a 429 with a
+    long Retry-After, a slow platform), the other departments' prompts still go out."""
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    for dept in data["departments"]:
+        dept["meeting"] = {"weekday": "dinsdag", "time": "07:30", "duration": "30m"}
+    config = parse_config(data, Path("wave.yaml"))
+    prompt_at = datetime(2027, 3, 1, 6, 30, tzinfo=UTC)  # Monday 07:30, a day before
+    clock = ManualClock(prompt_at)
+    local = await make_local(config, prompts, clock)
+    release = asyncio.Event()
+    real_post = local.post
+
+    async def post(channel: Any, message: Any, **kw: Any) -> Any:
+        if channel.channel == "operatiekamer":
+            await release.wait()
+        return await real_post(channel, message, **kw)
+
+    local.post = post  # type: ignore[method-assign]
+    cycle = Cycle(database_factory, config, prompts, clock, local, "wave")
+    tick = asyncio.create_task(cycle.engine.tick(prompt_at))
+    others = {d.channel for d in config.departments} - {"operatiekamer"}
+    for _ in range(500):
+        if {m.channel for m in bot_messages(local)} >= others:
+            break
+        await asyncio.sleep(0.02)
+    assert {m.channel for m in bot_messages(local)} == others
+    assert not tick.done()
+    release.set()
+    report = await tick
+    assert report.sent == len(config.departments)
+    assert Counter(m.channel for m in bot_messages(local)) == Counter(
+        {d.channel: 1 for d in config.departments}
+    )
