@@ -189,7 +189,8 @@ def build(
     """Wire a Boeket from settings and a validated organisation config."""
     prompts = prompts or PromptLibrary.load()
     texts = Texts(config, prompts)
-    db = db or Database.connect(settings.database_url)
+    db = db or Database.connect(settings.database_url, schema=settings.database_schema or None)
+    lease = timedelta(seconds=settings.claim_lease_seconds)
     occurrences = OccurrenceRepository(db)
     contributions = ContributionRepository(db)
     adapters: dict[str, Adapter] = {}
@@ -235,6 +236,7 @@ def build(
         adapters=adapters,
         clock=clock,
         worker=settings.worker_id,
+        lease=lease,
     )
     matcher = Matcher(
         embedder=embedder or _embedder(settings),
@@ -256,6 +258,7 @@ def build(
         adapters=adapters,
         clock=clock,
         worker=settings.worker_id,
+        lease=lease,
     )
     background = Background()
     service = ContributionService(
@@ -313,6 +316,7 @@ def build(
             adapters=adapters,
             clock=clock,
             worker=settings.worker_id,
+            lease=lease,
             dashboard_link=dashboard.dashboard_link if settings.public_url else None,
         ),
         dashboard=dashboard,

@@ -116,7 +116,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings, prompts: Prompt
     from storage.db import Database
 
     async def run() -> str:
-        db = Database.connect(settings.database_url)
+        db = Database.connect(settings.database_url, schema=settings.database_schema or None)
         try:
             await db.upgrade()
             return await db.current_revision() or "-"
@@ -344,7 +344,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, prompts: PromptLibr
         return prompts.text(out_lang, key, symbolism=config.symbolism, **params)
 
     async def run() -> tuple[str, int]:
-        db = Database.connect(settings.database_url)
+        db = Database.connect(settings.database_url, schema=settings.database_schema or None)
         try:
             await db.upgrade()
             overview = await build_overview(
@@ -398,7 +398,7 @@ def cmd_poster(args: argparse.Namespace, settings: Settings, prompts: PromptLibr
         raise UserError(prompts.text(lang, "poster.cli.database_missing", path=path))
 
     async def run() -> tuple[poster.PosterData, bytes]:
-        db = Database.connect(settings.database_url)
+        db = Database.connect(settings.database_url, schema=settings.database_schema or None)
         try:
             data = await poster.collect(
                 config, DigestRepository(db), start=start, end=end, language=args.lang

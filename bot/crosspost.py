@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from bot.background import Background
 from bot.config import Department, OrgConfig, Theme
 from bot.cycle import Texts
+from bot.delivery import post_once
 from bot.domain import (
     ChannelRef,
     Contribution,
@@ -99,7 +100,9 @@ class Crossposter:
         clock: Clock,
         worker: str,
         themes: ThemeTagger | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
+        self._lease = lease
         self._config = config
         self._themes = themes or ThemeTagger(config.themes, embedder=lambda: matcher.embedder)
         self._t = texts
@@ -249,8 +252,8 @@ class Crossposter:
         """Post the suggestions that are due, each once, within the weekly cap."""
         now = now or self._clock.now()
         sent = 0
-        for cp in await self._crossposts.due(self.org, now, LEASE):
-            if not await self._crossposts.claim(cp.id, self.worker, now, LEASE):
+        for cp in await self._crossposts.due(self.org, now, self._lease):
+            if not await self._crossposts.claim(cp.id, self.worker, now, self._lease):
                 continue
             status, fields = await self._post(cp, now)
             await self._crossposts.finish(cp.id, self.worker, status, now, **fields)
@@ -283,7 +286,15 @@ class Crossposter:
             return OccurrenceStatus.FAILED, {"note": f"no {channel.platform} adapter"}
         message = await self._message(c, source, dept, cp)
         try:
-            posted = await adapter.post(channel, message)
+            posted = await post_once(
+                adapter,
+                channel,
+                message,
+                key=f"crosspost:{cp.id}",
+                # Released after a failed attempt (a note), or claimed by a worker that died.
+                since=cp.created_at or cp.due_at,
+                retaken=cp.status is OccurrenceStatus.CLAIMED or cp.note is not None,
+            )
         except PermanentDeliveryError as exc:
             log.error(
                 "cannot suggest a lesson in %s: %s. %s", channel.channel, exc.reason, exc.advice

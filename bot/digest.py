@@ -26,6 +26,7 @@ from datetime import date, datetime, timedelta
 
 from bot.config import Department, OrgConfig
 from bot.cycle import Texts
+from bot.delivery import post_once
 from bot.domain import ChannelRef, Contribution, Kind, OccurrenceStatus, Source
 from bot.messages import Block, Bullets, Context, Divider, Header, Message, Section
 from bot.ports import Adapter, Clock, PermanentDeliveryError
@@ -90,7 +91,9 @@ class DigestEngine:
         clock: Clock,
         worker: str,
         dashboard_link: Callable[[], Awaitable[str]] | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
+        self._lease = lease
         self._config = config
         self._t = texts
         self._digests = digests
@@ -137,8 +140,8 @@ class DigestEngine:
         if now - week.until <= 2 * grace:
             await self._digests.plan(self.org, week.week_start, week.until)
         sent = 0
-        for digest in await self._digests.due(self.org, now, LEASE):
-            if not await self._digests.claim(digest.id, self.worker, now, LEASE):
+        for digest in await self._digests.due(self.org, now, self._lease):
+            if not await self._digests.claim(digest.id, self.worker, now, self._lease):
                 continue  # another worker has it
             sent += await self._run(digest, now)
         return sent
@@ -161,7 +164,14 @@ class DigestEngine:
             return False
         try:
             link = await self._dashboard_link() if self._dashboard_link else ""
-            posted = await adapter.post(channel, self.render(content, link))
+            posted = await post_once(
+                adapter,
+                channel,
+                self.render(content, link),
+                key=f"digest:{digest.id}",
+                since=digest.due_at,
+                retaken=digest.attempts > 0 or digest.status is OccurrenceStatus.CLAIMED,
+            )
         except PermanentDeliveryError as exc:
             log.error(
                 "cannot post the weekly digest in %s channel %s: %s. %s",

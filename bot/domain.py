@@ -178,3 +178,5 @@ class Crosspost:
     channel: str | None = None
     message_id: str | None = None
     thread_id: str | None = None
+    created_at: datetime | None = None
+    note: str | None = None  # why the last attempt failed, or was skipped

@@ -45,9 +45,26 @@ class Adapter(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def post(self, channel: ChannelRef, message: Message) -> PostedMessage: ...
+    async def post(
+        self, channel: ChannelRef, message: Message, *, key: str | None = None
+    ) -> PostedMessage:
+        """Post `message`; `key` (e.g. "occurrence:12") travels with it for `find_posted`."""
+        ...
 
-    async def reply(self, posted: PostedMessage, message: Message) -> PostedMessage: ...
+    async def reply(
+        self, posted: PostedMessage, message: Message, *, key: str | None = None
+    ) -> PostedMessage: ...
+
+    async def find_posted(
+        self, channel: ChannelRef, key: str, since: datetime, *, thread_id: str | None = None
+    ) -> PostedMessage | None:
+        """The message posted with `key` in `channel` (or in thread `thread_id`) since `since`.
+
+        Asked before posting again something whose earlier attempt may have reached the platform
+        (a replica died between the post and recording it). None when there is no such message,
+        or when the platform cannot tell (then the caller posts: at least once).
+        """
+        ...
 
     async def update(self, posted: PostedMessage, message: Message) -> None: ...
 

@@ -42,6 +42,8 @@ class EmbeddingEndpoint:
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    # PostgreSQL only: the schema Boeket's tables live in (the search path); empty: the default.
+    database_schema: str = ""
     config_path: Path = EXAMPLE_CONFIG
     host: str = "127.0.0.1"
     port: int = 8080
@@ -51,6 +53,8 @@ class Settings:
     log_format: str = "text"  # or "json": one object per line, for log collectors
     language: str = "nl"
     worker_id: str = ""
+    # How long a replica's claim on a step holds; after that another replica takes it over.
+    claim_lease_seconds: float = 300.0
     auto_migrate: bool = True
     slack: SlackSettings | None = None
     embedder: str = "auto"
@@ -68,6 +72,7 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             database_url=env.get("BOEKET_DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_schema=env.get("BOEKET_DATABASE_SCHEMA", ""),
             config_path=Path(env.get("BOEKET_CONFIG", str(EXAMPLE_CONFIG))),
             host=env.get("BOEKET_HOST", "127.0.0.1"),
             port=_number(env, "BOEKET_PORT", 8080, int, "a port number 1-65535", 1, 65535),
@@ -79,6 +84,9 @@ class Settings:
             log_format=_choice(env, "BOEKET_LOG_FORMAT", ("text", "json")),
             language=_language(env.get("BOEKET_LANG", "")),
             worker_id=env.get("BOEKET_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            claim_lease_seconds=_number(
+                env, "BOEKET_CLAIM_LEASE_SECONDS", 300.0, float, "seconds > 0", 1, 86400
+            ),
             auto_migrate=env.get("BOEKET_AUTO_MIGRATE", "true").lower() not in {"0", "false", "no"},
             slack=SlackSettings.from_env(env),
             embedder=_embedder(env),

@@ -22,6 +22,7 @@ class Digest:
     due_at: datetime
     status: OccurrenceStatus
     message_id: str | None = None
+    attempts: int = 0  # claims so far; more than none: an earlier attempt may have posted
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ def _digest(row: DigestRow) -> Digest:
         due_at=row.due_at,
         status=OccurrenceStatus(row.status),
         message_id=row.message_id,
+        attempts=row.attempts,
     )
 
 

@@ -701,6 +701,8 @@ def _crosspost(row: CrosspostRow) -> Crosspost:
         channel=row.channel,
         message_id=row.message_id,
         thread_id=row.thread_id,
+        created_at=row.created_at,
+        note=row.note,
     )
 
 

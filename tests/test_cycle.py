@@ -287,11 +287,11 @@ async def test_a_failed_post_is_retried_on_the_next_tick(
     class Flaky(LocalAdapter):
         failures = 1
 
-        async def post(self, channel: Any, message: Any) -> Any:
+        async def post(self, channel: Any, message: Any, *, key: str | None = None) -> Any:
             if self.failures:
                 self.failures -= 1
                 raise ConnectionError("platform unavailable")
-            return await super().post(channel, message)
+            return await super().post(channel, message, key=key)
 
     local = Flaky(local_settings(example_config, Texts(example_config, prompts)), clock=clock)
     await local.start(_no_events)

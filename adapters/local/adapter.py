@@ -77,6 +77,7 @@ class LocalMessage:
     ts: str
     for_person: str | None = None  # only this person sees it (ephemeral)
     reply_count: int = 0
+    key: str | None = None  # the poster's idempotency key, for find_posted
 
 
 class LocalAdapter:
@@ -119,13 +120,35 @@ class LocalAdapter:
 
     # --- the Adapter protocol -----------------------------------------------------------------
 
-    async def post(self, channel: ChannelRef, message: Message) -> PostedMessage:
-        msg = await self._add(channel.channel, None, message)
+    async def post(
+        self, channel: ChannelRef, message: Message, *, key: str | None = None
+    ) -> PostedMessage:
+        msg = await self._add(channel.channel, None, message, key=key)
         return PostedMessage(channel, msg.id, msg.id)
 
-    async def reply(self, posted: PostedMessage, message: Message) -> PostedMessage:
-        msg = await self._add(posted.channel.channel, posted.thread_id, message)
+    async def reply(
+        self, posted: PostedMessage, message: Message, *, key: str | None = None
+    ) -> PostedMessage:
+        msg = await self._add(posted.channel.channel, posted.thread_id, message, key=key)
         return PostedMessage(posted.channel, msg.id, posted.thread_id)
+
+    async def find_posted(
+        self, channel: ChannelRef, key: str, since: datetime, *, thread_id: str | None = None
+    ) -> PostedMessage | None:
+        """Search the channel's kept history; keys are unique, so `since` only bounds the search.
+
+        The history is the one saved in the database, so a message posted by a process that
+        died before recording it is still found after a restart.
+        """
+        if self._state is not None:
+            saved = await self._state.get(f"channel:{channel.channel}")
+            messages = [LocalMessage(**m) for m in saved["messages"]] if saved else []
+        else:
+            messages = self._messages.get(channel.channel, [])
+        for msg in reversed(messages):
+            if msg.key == key and msg.thread_id == thread_id:
+                return PostedMessage(channel, msg.id, thread_id or msg.id)
+        return None
 
     async def update(self, posted: PostedMessage, message: Message) -> None:
         async with self._lock:
@@ -174,6 +197,7 @@ class LocalAdapter:
         *,
         for_person: str | None = None,
         author: Person | None = None,
+        key: str | None = None,
     ) -> LocalMessage:
         self._channel(channel)
         msg = LocalMessage(
@@ -187,6 +211,7 @@ class LocalAdapter:
             buttons=render.buttons(message),
             ts=self._clock.now().isoformat(),
             for_person=for_person,
+            key=key,
         )
         async with self._lock:
             self._messages[channel].append(msg)

@@ -24,7 +24,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import aiohttp
@@ -73,10 +73,14 @@ BOT_SCOPES = (
 ACTIONS = re.compile(r"^boeket\.")
 NAME_CACHE = 5000
 INBOX = "inbox:"
-# Thread replies worked off at the same time: each holds the database and perhaps the embedder,
-# and the acknowledgements of the requests still arriving need both too.
+# Messages handed to the core at the same time: each needs the database and perhaps the embedder,
+# and the acknowledgements of the requests still arriving need the database too.
 INBOX_WORKERS = 4
 INBOX_BATCH = 500  # entries per INSERT, well below SQLite's limit on bound parameters
+# Every message Boeket posts with an idempotency key carries it in its metadata, as this event.
+METADATA_EVENT = "boeket_post"
+HISTORY_PAGE = 200
+CLOCK_SKEW = timedelta(minutes=2)
 log = logging.getLogger(__name__)
 
 # Slack errors that retrying does not fix, with what the admin should do about each.
@@ -162,6 +166,11 @@ class Inbox:
     async def close(self) -> None:
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+
+
+def _metadata(key: str | None) -> dict[str, Any] | None:
+    """Message metadata that carries the idempotency key, found again by find_posted."""
+    return {"event_type": METADATA_EVENT, "event_payload": {"key": key}} if key else None
 
 
 def pacing_slot(last: float, now: float, interval: float) -> float:
@@ -371,7 +380,9 @@ class SlackAdapter:
                 raise PermanentDeliveryError(error, PERMANENT[error]) from exc
             raise
 
-    async def post(self, channel: ChannelRef, message: Message) -> PostedMessage:
+    async def post(
+        self, channel: ChannelRef, message: Message, *, key: str | None = None
+    ) -> PostedMessage:
         text, blocks = translate.message_payload(message)
         response = await self._call(
             channel,
@@ -381,12 +392,15 @@ class SlackAdapter:
                 blocks=blocks,
                 unfurl_links=False,
                 unfurl_media=False,
+                metadata=_metadata(key),
             ),
         )
         ts = str(response["ts"])
         return PostedMessage(channel, ts, ts)
 
-    async def reply(self, posted: PostedMessage, message: Message) -> PostedMessage:
+    async def reply(
+        self, posted: PostedMessage, message: Message, *, key: str | None = None
+    ) -> PostedMessage:
         text, blocks = translate.message_payload(message)
         response = await self._call(
             posted.channel,
@@ -397,9 +411,47 @@ class SlackAdapter:
                 blocks=blocks,
                 unfurl_links=False,
                 unfurl_media=False,
+                metadata=_metadata(key),
             ),
         )
         return PostedMessage(posted.channel, str(response["ts"]), posted.thread_id)
+
+    async def find_posted(
+        self, channel: ChannelRef, key: str, since: datetime, *, thread_id: str | None = None
+    ) -> PostedMessage | None:
+        """Look for the key in the messages' metadata: the channel's history, or the thread.
+
+        conversations.history holds no thread replies, so a reply is looked for with
+        conversations.replies. `since` is widened by CLOCK_SKEW: Slack's clock is not ours.
+        """
+        oldest = f"{since.timestamp() - CLOCK_SKEW.total_seconds():.6f}"
+        cursor: str | None = None
+        while True:
+
+            def page_of(c: AsyncWebClient, cursor: str | None = cursor) -> Awaitable[Any]:
+                args: dict[str, Any] = {
+                    "channel": channel.channel,
+                    "oldest": oldest,
+                    "include_all_metadata": True,
+                    "limit": HISTORY_PAGE,
+                    "cursor": cursor,
+                }
+                if thread_id is None:
+                    return c.conversations_history(**args)
+                return c.conversations_replies(ts=thread_id, **args)
+
+            page = await self._call(channel, page_of)
+            for msg in page.get("messages") or ():
+                metadata = msg.get("metadata") or {}
+                if (
+                    metadata.get("event_type") == METADATA_EVENT
+                    and (metadata.get("event_payload") or {}).get("key") == key
+                ):
+                    ts = str(msg["ts"])
+                    return PostedMessage(channel, ts, thread_id or ts)
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if not page.get("has_more") or not cursor:
+                return None
 
     async def update(self, posted: PostedMessage, message: Message) -> None:
         text, blocks = translate.message_payload(message)
@@ -535,23 +587,23 @@ class SlackAdapter:
     ) -> None:
         """Hand one inbox entry to the core, then remove it. Should this fail half-way, the entry
         stays for the next start; the core's event key makes a second pass store nothing twice."""
-        async with self._inbox_slots:
-            try:
-                if client is None:
-                    client = await self._client_for(str(body.get("team_id") or ""))
-                await self._reply(body, client)
-            except PermanentDeliveryError as exc:
-                log.warning("Slack: a thread reply is dropped: %s", exc)
-            if self._state is not None:
-                await self._state.delete(key)
+        try:
+            if client is None:
+                client = await self._client_for(str(body.get("team_id") or ""))
+            await self._reply(body, client)
+        except PermanentDeliveryError as exc:
+            log.warning("Slack: a thread reply is dropped: %s", exc)
+        if self._state is not None:
+            await self._state.delete(key)
 
     async def _reply(self, body: dict[str, Any], client: AsyncWebClient) -> None:
         event = translate.message_event(body)
         if event is None:
             return
-        name = await self._name(client, event.workspace, event.person.id)
-        event = _with_person(event, Person(event.person.id, name))
-        response = await self._handle(event)
+        async with self._inbox_slots:
+            name = await self._name(client, event.workspace, event.person.id)
+            event = _with_person(event, Person(event.person.id, name))
+            response = await self._handle(event)
         if isinstance(response, Ephemeral):
             text, blocks = translate.message_payload(response.message)
             self._later(

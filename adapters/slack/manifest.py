@@ -32,8 +32,10 @@ BOT_SCOPES: tuple[str, ...] = tuple(
         (
             "chat:write",  # post prompts, reminders, harvests, replies
             "commands",  # /deel
-            "channels:history",  # thread replies in public channels (message.channels)
-            "groups:history",  # thread replies in private channels (message.groups)
+            # thread replies in public channels (message.channels); conversations.history and
+            # .replies to find a post whose replica died before recording it (find_posted)
+            "channels:history",
+            "groups:history",  # the same in private channels (message.groups)
             "channels:read",  # conversations.info: public channel, membership
             "groups:read",  # conversations.info: private channel, membership
             "users:read",  # display names in the harvest

@@ -732,8 +732,14 @@ class TeamsAdapter:
 
     # --- the Adapter protocol -----------------------------------------------------------------
 
-    async def post(self, channel: ChannelRef, message: Message) -> PostedMessage:
-        """A new thread in a team channel (`POST /v3/conversations`), or a message in a chat."""
+    async def post(
+        self, channel: ChannelRef, message: Message, *, key: str | None = None
+    ) -> PostedMessage:
+        """A new thread in a team channel (`POST /v3/conversations`), or a message in a chat.
+
+        `key` is not sent: the Bot Connector can neither carry it nor list a channel's
+        messages, so `find_posted` cannot tell.
+        """
         outgoing = cards.message_activity(message)
 
         async def call(client: ConnectorClientBase, reference: dict[str, Any]) -> str:
@@ -770,7 +776,9 @@ class TeamsAdapter:
             return f"{channel};messageid={posted.thread_id}"
         return channel
 
-    async def reply(self, posted: PostedMessage, message: Message) -> PostedMessage:
+    async def reply(
+        self, posted: PostedMessage, message: Message, *, key: str | None = None
+    ) -> PostedMessage:
         outgoing = cards.message_activity(message)
         conversation = self._thread(posted)
 
@@ -783,6 +791,16 @@ class TeamsAdapter:
         sent = PostedMessage(posted.channel, message_id, posted.thread_id)
         await self._remember_card(sent, message)
         return sent
+
+    async def find_posted(
+        self, channel: ChannelRef, key: str, since: datetime, *, thread_id: str | None = None
+    ) -> PostedMessage | None:
+        """Always None: a bot cannot read a channel's messages back through the Bot Connector.
+
+        So a post whose replica died after Teams accepted it and before Boeket recorded it is
+        posted again after the lease: at least once, not exactly once, in that window.
+        """
+        return None
 
     async def update(self, posted: PostedMessage, message: Message) -> None:
         await self._remember_card(posted, message)
