@@ -6,8 +6,11 @@ encoding, error handling, rate-limit retries. Only Slack's cloud is replaced.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +26,19 @@ class Call:
     method: str
     args: dict[str, Any]
     token: str
+    via: str = ""  # the path prefix the client was given (one per replica in replica tests)
+
+
+@dataclass
+class Posted:
+    """A message the fake accepted: what conversations.history and .replies serve."""
+
+    channel: str
+    ts: str
+    thread_ts: str | None
+    text: str
+    metadata: dict[str, Any] | None
+    at: float  # wall-clock time it arrived; `oldest` is compared with it (the ts are synthetic)
 
 
 @dataclass
@@ -46,6 +62,11 @@ class FakeSlack:
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     server: TestServer | None = None
     socket_url: str = ""  # what apps.connections.open hands out: a Socket Mode server's ws:// URL
+    messages: list[Posted] = field(default_factory=list)
+    # Seconds between accepting a chat.postMessage and answering it: posts in flight.
+    post_delay: float = 0.0
+    # Called with each accepted chat.postMessage before it is answered (e.g. to kill the poster).
+    on_post: Callable[[Call], None] | None = None
 
     @property
     def api_url(self) -> str:
@@ -59,6 +80,11 @@ class FakeSlack:
 
     def of(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
+
+    def api_url_for(self, via: str) -> str:
+        """An API base URL whose calls are recorded with `via`, to tell clients apart."""
+        assert self.server is not None
+        return str(self.server.make_url(f"/{via}/api/"))
 
     def fail(
         self,
@@ -88,11 +114,12 @@ class FakeSlack:
                 args.update(await request.json())
             else:
                 args.update(await request.post())
-        for key in ("blocks", "view", "attachments"):
+        for key in ("blocks", "view", "attachments", "metadata"):
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        self.calls.append(Call(method, args, token))
+        call = Call(method, args, token, request.match_info.get("via", ""))
+        self.calls.append(call)
         failure = self._failure(method, args)
         if failure is not None:
             if failure.status == 429:
@@ -111,7 +138,13 @@ class FakeSlack:
             return web.json_response({"ok": True, "url": self.socket_url})
         if token != BOT_TOKEN and method != "oauth.v2.access":
             return web.json_response({"ok": False, "error": "invalid_auth"})
-        return web.json_response({"ok": True, **self._answer(method, args)})
+        answer = self._answer(method, args)
+        if method == "chat.postMessage":
+            if self.on_post is not None:
+                self.on_post(call)
+            if self.post_delay:
+                await asyncio.sleep(self.post_delay)
+        return web.json_response({"ok": True, **answer})
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         match method:
@@ -126,7 +159,20 @@ class FakeSlack:
                 }
             case "chat.postMessage":
                 ts = f"1700000000.{next(self._ts):06d}"
+                metadata = args.get("metadata")
+                self.messages.append(
+                    Posted(
+                        channel=str(args.get("channel")),
+                        ts=ts,
+                        thread_ts=args.get("thread_ts"),
+                        text=str(args.get("text", "")),
+                        metadata=metadata if isinstance(metadata, dict) else None,
+                        at=time.time(),
+                    )
+                )
                 return {"channel": args.get("channel"), "ts": ts, "message": {"ts": ts}}
+            case "conversations.history" | "conversations.replies":
+                return self._history(method, args)
             case "chat.update":
                 return {"channel": args.get("channel"), "ts": args.get("ts")}
             case "chat.postEphemeral":
@@ -158,6 +204,41 @@ class FakeSlack:
                 return {"channel": {"id": channel, "is_private": channel in self.private_channels}}
         return {}
 
+    def _history(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """A channel's messages (history: no thread replies) or a thread's, newest first."""
+        channel = str(args.get("channel"))
+        oldest = float(args.get("oldest") or 0)
+        if method == "conversations.history":
+            found = [m for m in self.messages if m.channel == channel and m.thread_ts is None]
+        else:
+            ts = str(args.get("ts"))
+            found = [
+                m
+                for m in self.messages
+                if m.channel == channel and (m.ts == ts or m.thread_ts == ts)
+            ]
+        found = [m for m in found if m.at > oldest][::-1]
+        start = int(args.get("cursor") or 0)
+        limit = int(args.get("limit") or 100)
+        page = found[start : start + limit]
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in {"1", "true"}
+        messages = [
+            {
+                "type": "message",
+                "ts": m.ts,
+                "text": m.text,
+                **({"thread_ts": m.thread_ts} if m.thread_ts else {}),
+                **({"metadata": m.metadata} if with_metadata and m.metadata else {}),
+            }
+            for m in page
+        ]
+        more = start + limit < len(found)
+        return {
+            "messages": messages,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
     async def _respond(self, request: web.Request) -> web.Response:
         self.calls.append(Call("response_url", await request.json(), ""))
         return web.Response(text="ok")
@@ -166,5 +247,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
+        app.router.add_post("/{via}/api/{method}", self._api)
+        app.router.add_get("/{via}/api/{method}", self._api)
         app.router.add_post("/respond/{id}", self._respond)
         return app
