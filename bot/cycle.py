@@ -160,7 +160,12 @@ class CycleEngine:
             # departments side by side, so one slow or rate-limited channel holds up no other.
             for occ in occurrences:
                 async with gate:
-                    if not await self._occurrences.claim(occ.id, self.worker, now, self._lease):
+                    # The lease runs from the claim, not from the start of a tick that may
+                    # have taken a while to get here.
+                    claimed_at = max(now, self._clock.now())
+                    if not await self._occurrences.claim(
+                        occ.id, self.worker, claimed_at, self._lease
+                    ):
                         continue  # another worker has it
                     outcomes.append(await self._run(occ, now))
 

@@ -67,6 +67,8 @@ class FakeSlack:
     post_delay: float = 0.0
     # Called with each accepted chat.postMessage before it is answered (e.g. to kill the poster).
     on_post: Callable[[Call], None] | None = None
+    # While set and not yet open, accepted posts wait for it before they are answered.
+    post_gate: asyncio.Event | None = None
 
     @property
     def api_url(self) -> str:
@@ -142,6 +144,8 @@ class FakeSlack:
         if method == "chat.postMessage":
             if self.on_post is not None:
                 self.on_post(call)
+            if self.post_gate is not None:
+                await self.post_gate.wait()
             if self.post_delay:
                 await asyncio.sleep(self.post_delay)
         return web.json_response({"ok": True, **answer})
