@@ -137,6 +137,7 @@ class ContributionService:
         return self._config.organisation.id
 
     async def handle(self, event: Event) -> Response:
+        event = _without_nul(event)
         match event:
             case MessageEvent():
                 return await self._message(event)
@@ -892,6 +893,23 @@ class ContributionService:
 def _checked(values: Mapping[str, str], name: str) -> bool:
     """Whether a checkbox was ticked, whatever the platform sends for "on"."""
     return values.get(name, "").strip().lower() in {"1", "true", "on", "yes", "ja"}
+
+
+def _without_nul(event: Event) -> Event:
+    """The event with NUL characters removed from what a person wrote and their name.
+
+    Nobody types one, but a client can send one, and PostgreSQL stores none in text or JSON:
+    the whole contribution would be refused there (SQLite takes it).
+    """
+    if not isinstance(event, MessageEvent | CommandEvent | FormEvent):
+        return event
+    person = replace(event.person, name=event.person.name.replace("\x00", ""))
+    match event:
+        case FormEvent(values=values):
+            cleaned = {k: v.replace("\x00", "") for k, v in values.items()}
+            return replace(event, values=cleaned, person=person)
+        case MessageEvent(text=text) | CommandEvent(text=text):
+            return replace(event, text=text.replace("\x00", ""), person=person)
 
 
 def _with_token(new: NewContribution, token_hash_value: str) -> NewContribution:

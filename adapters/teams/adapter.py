@@ -275,7 +275,7 @@ class TeamsAdapter:
             return web.json_response({"error": "too large"}, status=413)
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: brackets nested thousands deep
             return web.json_response({"error": "expected an activity as JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "expected an activity as JSON"}, status=400)
@@ -285,11 +285,14 @@ class TeamsAdapter:
             return web.json_response({"error": "unauthorized"}, status=401)
         problem = self._refusal(body, claims)
         if problem is not None:
-            log.warning("Teams: refused a %s activity: %s", body.get("type"), problem)
+            log.warning("Teams: refused a %s activity: %s", str(body.get("type"))[:40], problem)
             return web.json_response({"error": "forbidden"}, status=403)
         try:
+            # Checked before the SDK sees it, which raises TypeError for some (an empty
+            # channelId) in the middle of its own request handling.
+            Activity.model_validate(body)
             result = await self._cloud.process_request(_Request(request, body, claims), self.app)
-        except ValueError as exc:  # pydantic's ValidationError: not an activity
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError: not an activity
             log.warning("Teams: a malformed activity: %s", type(exc).__name__)
             return web.json_response({"error": "not an activity"}, status=400)
         if result.body is not None:

@@ -78,7 +78,9 @@ _RESERVED = frozenset({FORM_KEY, OPEN_KEY, "verb", "value", "msteams"})
 # --- text --------------------------------------------------------------------------------------
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!~|<>])")
-_LIST_START = re.compile(r"^(\s*)([-+]|\d+[.)])(\s)", re.MULTILINE)
+# Indentation within the line only: `\s*` would span lines, and thousands of empty lines
+# would cost minutes of backtracking.
+_LIST_START = re.compile(r"^([ \t]*)([-+]|\d+[.)])(\s)", re.MULTILINE)
 
 
 def escape_markdown(text: str) -> str:
@@ -113,8 +115,11 @@ def _person_text(text: str, limit: int = MAX_TEXT) -> str:
     return escape_markdown(_cut(text, limit))
 
 
-_AT = re.compile(r"<at(?:\s[^>]*)?>(.*?)</at>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]+>")
+# No `<` inside a mention or a tag: Teams sends a typed `<` as `&lt;`, so every raw `<` starts
+# markup. It also keeps both linear: `.*?` or `[^>]+` rescan the rest of a long text for each
+# unclosed `<at>` or `<`.
+_AT = re.compile(r"<at(?:\s[^<>]*)?>([^<]*)</at>", re.IGNORECASE)
+_TAG = re.compile(r"<[^<>]+>")
 
 
 def clean_incoming(text: str, bot_names: Iterable[str] = ()) -> str:
@@ -451,6 +456,9 @@ def form_from_spec(form_id: str, meta: Mapping[str, str], spec: Any) -> Form | N
             )
             for f in spec["f"]
         )
+        names = [f.name for f in fields]
+        if len(set(names)) != len(names) or _RESERVED & set(names):
+            return None  # form_card would refuse it
         return Form(
             form_id=form_id,
             title=str(spec["t"]),
@@ -459,7 +467,7 @@ def form_from_spec(form_id: str, meta: Mapping[str, str], spec: Any) -> Form | N
             meta=dict(meta),
             intro=str(spec["i"]),
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
         return None
 
 
@@ -582,7 +590,8 @@ def _channel_ref(activity: Mapping[str, Any]) -> ChannelRef:
 def _bot_names(activity: Mapping[str, Any]) -> list[str]:
     names = [_dig(activity, "recipient", "name")]
     bot_id = _dig(activity, "recipient", "id")
-    for entity in activity.get("entities") or []:
+    entities = activity.get("entities")
+    for entity in entities if isinstance(entities, list) else []:
         mention = isinstance(entity, dict) and entity.get("type") == "mention"
         if mention and _dig(entity, "mentioned", "id") == bot_id:
             names.append(_dig(entity, "mentioned", "name"))
@@ -794,13 +803,14 @@ def channels_to_remember(activity: Mapping[str, Any]) -> list[str]:
     General channel; a new channel as `conversationUpdate` `channelCreated` with
     `channelData.channel`.
     """
-    kind = activity.get("type")
+    kind = _dig(activity, "type")
     if kind not in {"conversationUpdate", "installationUpdate"}:
         return []
     found: list[str] = []
     event = _dig(activity, "channelData", "eventType")
     bot = _dig(activity, "recipient", "id")
-    added: Sequence[Any] = activity.get("membersAdded") or []
+    members = activity.get("membersAdded")
+    added: Sequence[Any] = members if isinstance(members, list) else []
     installed = kind == "installationUpdate" and _dig(activity, "action").startswith("add")
     if (
         installed
