@@ -66,6 +66,11 @@ NOT_RELEVANT = "boeket.crosspost.not_relevant"
 TALK = "boeket.crosspost.talk"
 VERDICTS = {USEFUL: "useful", NOT_RELEVANT: "not_relevant", TALK: "talk"}
 LEASE = timedelta(minutes=5)
+# A stored contribution whose suggestions were never planned (the process died in between) is
+# planned by a tick once the background task has had this long to do it, if no older than
+# CATCH_UP_WINDOW: later, a suggestion would be news from long ago.
+CATCH_UP_AFTER = timedelta(minutes=2)
+CATCH_UP_WINDOW = timedelta(days=2)
 WEEK = timedelta(days=7)
 HISTORY = timedelta(days=180)  # how far back a department's own lessons count as its context
 THEME_BONUS = 0.12
@@ -210,10 +215,18 @@ class Crossposter:
         return end.astimezone(now.tzinfo)
 
     async def consider(self, c: Contribution) -> list[str]:
-        """Plan suggestions for a stored contribution; return the targets planned."""
-        if not self.shareable(c):
-            return []
+        """Plan suggestions for a stored contribution; return the targets planned.
+
+        Then marks it considered: until then the stored contribution is a pending entry of the
+        outbox, which `tick` works off if the process died first. Planning twice is harmless
+        (one suggestion per contribution and target).
+        """
         now = self._clock.now()
+        planned = await self._plan(c, now) if self.shareable(c) else []
+        await self._contributions.mark_considered(self.org, c.id, now)
+        return planned
+
+    async def _plan(self, c: Contribution, now: datetime) -> list[str]:
         planned: list[str] = []
         threshold = self._config.crossposting.threshold
         vector = self._matcher.vector(self.org, c.id)
@@ -251,6 +264,11 @@ class Crossposter:
     async def tick(self, now: datetime | None = None) -> int:
         """Post the suggestions that are due, each once, within the weekly cap."""
         now = now or self._clock.now()
+        for c in await self._contributions.unconsidered(
+            self.org, now - CATCH_UP_WINDOW, now - CATCH_UP_AFTER
+        ):
+            log.info("planning suggestions for lesson %s, stored before a restart", c.id)
+            await self.consider(c)
         sent = 0
         for cp in await self._crossposts.due(self.org, now, self._lease):
             if not await self._crossposts.claim(cp.id, self.worker, now, self._lease):

@@ -396,6 +396,40 @@ class ContributionRepository:
         async with self._db.sessions() as session:
             return [_contribution(r) for r in (await session.scalars(stmt)).all()]
 
+    async def unconsidered(
+        self, organisation_id: str, since: datetime, before: datetime, limit: int = 100
+    ) -> list[Contribution]:
+        """Stored between `since` and `before`, never considered for cross-posting: left
+        behind by a process that died between storing and planning."""
+        stmt = (
+            select(ContributionRow)
+            .where(
+                ContributionRow.organisation_id == organisation_id,
+                ContributionRow.considered_at.is_(None),
+                ContributionRow.created_at >= since,
+                ContributionRow.created_at < before,
+            )
+            .order_by(ContributionRow.created_at, ContributionRow.id)
+            .limit(limit)
+        )
+        async with self._db.sessions() as session:
+            return [_contribution(r) for r in (await session.scalars(stmt)).all()]
+
+    async def mark_considered(
+        self, organisation_id: str, contribution_id: int, now: datetime
+    ) -> None:
+        stmt = (
+            update(ContributionRow)
+            .where(
+                ContributionRow.id == contribution_id,
+                ContributionRow.organisation_id == organisation_id,
+            )
+            .values(considered_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)
+
     async def all(self, organisation_id: str) -> list[Contribution]:
         stmt = (
             select(ContributionRow)

@@ -100,6 +100,7 @@ class ContributionRow(Base):
         UniqueConstraint("organisation_id", "event_key", name="uq_contribution_event"),
         Index("ix_contributions_round", "organisation_id", "department_id", "round_date"),
         Index("ix_contributions_author", "organisation_id", "platform", "author_id"),
+        Index("ix_contributions_considered", "organisation_id", "considered_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -123,6 +124,9 @@ class ContributionRow(Base):
     delete_token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Stored NULL with the contribution and set once its cross-posts are planned: a pending
+    # entry of the outbox, which a later tick works off if the process died in between.
+    considered_at: Mapped[datetime | None]
 
 
 class ContributionVectorRow(Base):

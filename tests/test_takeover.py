@@ -20,6 +20,7 @@ from adapters.slack.adapter import SlackAdapter
 from adapters.slack.settings import SlackSettings
 from bot.app import Boeket
 from bot.clock import ManualClock
+from bot.crosspost import CATCH_UP_AFTER
 from bot.cycle import LEASE
 from bot.domain import ChannelRef, OccurrenceStatus, PostedMessage, Step
 from bot.embedders import LexicalEmbedder
@@ -27,7 +28,12 @@ from bot.messages import Message
 from prompts.library import PromptLibrary
 from storage.db import Database
 from storage.digests import DigestRepository
-from storage.repositories import CrosspostRepository, OccurrenceRepository, PlannedOccurrence
+from storage.repositories import (
+    ContributionRepository,
+    CrosspostRepository,
+    OccurrenceRepository,
+    PlannedOccurrence,
+)
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.test_crosspost import HANDOVER, World, _world
 from tests.test_digest import CROSS, DUE, _org, hospital
@@ -211,3 +217,41 @@ async def test_a_digest_a_dead_worker_posted_is_recorded_not_posted_again(
         assert len(org.posted()) == 1
     finally:
         await org.boeket.stop()
+
+
+async def test_a_lesson_stored_by_a_process_that_died_before_planning_still_travels_once(
+    db: Database, prompts: PromptLibrary
+) -> None:
+    """The outbox: a shared lesson is stored (and acknowledged) with its suggestions still to
+    plan. The process dies before its background work runs; a later tick plans and posts them."""
+    world: World = await _world(db, prompts, LexicalEmbedder())
+    try:
+        lost: list[str] = []
+
+        def die(work: Any, name: str) -> None:
+            work.close()  # the process is gone: this work never runs
+            lost.append(name)
+
+        world.boeket.background.spawn = die  # type: ignore[method-assign]
+        await world.share("fatima", "operatiekamer", HANDOVER)
+        assert lost and await world.crossposts() == []
+        now = world.clock.now()
+        await world.boeket.crossposter.tick()  # the background task may still be doing it
+        assert await world.crossposts() == []
+        world.clock.set(now + CATCH_UP_AFTER + timedelta(seconds=1))
+        await world.boeket.crossposter.tick()
+        assert "department:verpleging" in {cp.target for cp in await world.crossposts()}
+        assert len(world.suggestions("verpleegafdeling")) == 1
+        world.clock.set(now + timedelta(hours=1))
+        await world.boeket.crossposter.tick()
+        assert len(world.suggestions("verpleegafdeling")) == 1
+        [lesson] = await world.shares()
+        assert (
+            await ContributionRepository(db).unconsidered(
+                world.org, now - timedelta(days=1), now + timedelta(days=1)
+            )
+            == []
+        )
+        assert lesson.id in {cp.contribution_id for cp in await world.crossposts()}
+    finally:
+        await world.boeket.stop()
