@@ -826,3 +826,16 @@ async def test_a_suggested_lesson_is_block_kit_with_working_feedback_buttons(
     assert await CrosspostRepository(slack.db).verdicts(ORG, "department:ok") == [
         (cp.contribution_id, "useful")
     ]
+
+
+async def test_a_body_that_is_no_slack_payload_gets_400_not_500(slack: SlackEnv) -> None:
+    for body, content_type in (
+        ("{", "application/json"),
+        ("[]", "application/json"),
+        ("null", "application/json"),
+        ("payload=%7B", "application/x-www-form-urlencoded"),
+    ):
+        response = await slack.post(body, content_type)
+        assert response.status in {400, 401}, body
+        assert "Traceback" not in await response.text()
+    assert await slack.contributions() == []

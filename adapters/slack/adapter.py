@@ -200,6 +200,7 @@ class SlackAdapter:
         self._names: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._next_post: dict[str, float] = {}
         self._pace_lock = asyncio.Lock()
+        self._next_any = 0.0
         self._clients: dict[str, AsyncWebClient] = {}
         self._privacy: dict[tuple[str, str], tuple[bool, float]] = {}
         self._pending: set[asyncio.Future[None]] = set()
@@ -338,7 +339,12 @@ class SlackAdapter:
         return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
 
     async def _dispatch(self, request: web.Request) -> web.Response:
-        bolt_request = await to_bolt_request(request)
+        try:
+            bolt_request = await to_bolt_request(request)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            # Not a body Slack sends (bolt parses before it checks the signature): refuse it.
+            log.info("Slack: refused a request whose body is not a Slack payload")
+            return web.json_response({"error": "malformed request"}, status=400)
         return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
     # --- posting ------------------------------------------------------------------------------
@@ -363,6 +369,10 @@ class SlackAdapter:
         async with self._pace_lock:
             now = time.monotonic()
             slot = pacing_slot(self._next_post.get(channel, 0.0), now, self._pace_seconds)
+            if self._settings.workspace_rate > 0:
+                # The workspace-wide limit: posts spread evenly, whichever channel they go to.
+                slot = max(slot, self._next_any)
+                self._next_any = slot + 1 / self._settings.workspace_rate
             self._next_post[channel] = slot + self._pace_seconds
         if slot > now:
             await asyncio.sleep(slot - now)

@@ -23,6 +23,9 @@ class SlackSettings:
     api_url: str = DEFAULT_API_URL
     state_expiration_seconds: int = 600
     pace_seconds: float = 1.0  # between posts in one channel: Slack allows about one a second
+    # Posts per second for the whole workspace (SLACK_WORKSPACE_RATE); 0: no workspace pacing,
+    # 429s are then waited out call by call.
+    workspace_rate: float = 0.0
 
     @property
     def mode(self) -> Literal["single", "multi"]:
@@ -72,7 +75,16 @@ class SlackSettings:
         api_url = env.get("BOEKET_SLACK_API_URL", DEFAULT_API_URL)
         if not api_url.startswith(("https://", "http://")):
             raise SlackSettingsError("BOEKET_SLACK_API_URL must be an http(s) URL")
+        try:
+            workspace_rate = float(env.get("SLACK_WORKSPACE_RATE", "") or 0)
+        except ValueError:
+            raise SlackSettingsError(
+                "SLACK_WORKSPACE_RATE must be a number (posts per second)"
+            ) from None
+        if not 0 <= workspace_rate <= 1000:
+            raise SlackSettingsError("SLACK_WORKSPACE_RATE must be between 0 and 1000")
         return cls(
+            workspace_rate=workspace_rate,
             signing_secret=signing_secret,
             bot_token=bot_token,
             client_id=client_id,
