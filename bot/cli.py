@@ -322,6 +322,21 @@ def cmd_teams_package(args: argparse.Namespace, settings: Settings, prompts: Pro
 # --- parser -------------------------------------------------------------------------------------
 
 
+def _write_out(text: str, out: Path | None, done: str, prompts: PromptLibrary, lang: str) -> int:
+    """Standard output, or the file asked for with `done` said on standard error."""
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(
+            prompts.text(lang, "export.unwritable", path=out, reason=exc.strerror or exc)
+        ) from None
+    print(done, file=sys.stderr)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
     from bot.cycle import Texts
     from bot.export import export
@@ -364,17 +379,13 @@ def cmd_export(args: argparse.Namespace, settings: Settings, prompts: PromptLibr
         text, count = asyncio.run(run())
     except (OSError, ConnectionError) as exc:
         raise UserError(prompts.text(lang, "cli.database_error", reason=str(exc))) from None
-    if args.out is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        Path(args.out).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(
-            prompts.text(lang, "export.unwritable", path=args.out, reason=exc.strerror or exc)
-        ) from None
-    print(prompts.text(lang, "export.written", path=args.out, count=count), file=sys.stderr)
-    return 0
+    return _write_out(
+        text,
+        args.out,
+        prompts.text(lang, "export.written", path=args.out, count=count),
+        prompts,
+        lang,
+    )
 
 
 def cmd_poster(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
@@ -482,17 +493,13 @@ def cmd_privacy(args: argparse.Namespace, settings: Settings, prompts: PromptLib
     if args.privacy_command == "forget":
         print(note)
         return 0
-    if args.out is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        Path(args.out).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(
-            prompts.text(lang, "export.unwritable", path=args.out, reason=exc.strerror or exc)
-        ) from None
-    print(prompts.text(lang, "privacy.cli_written", path=args.out, count=note), file=sys.stderr)
-    return 0
+    return _write_out(
+        text,
+        args.out,
+        prompts.text(lang, "privacy.cli_written", path=args.out, count=note),
+        prompts,
+        lang,
+    )
 
 
 def _speed(value: str) -> float:

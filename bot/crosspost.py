@@ -12,7 +12,6 @@ channels (communities of practice) get every shareable lesson on any of their th
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from bot.messages import (
     Section,
 )
 from bot.ports import Adapter, Clock, PermanentDeliveryError
-from bot.privacy import Visibility
+from bot.privacy import Visibility, person_key
 from bot.themes import MAX_THEMES, ThemeTagger
 from bot.vectorindex import Filters
 from storage.repositories import (
@@ -78,11 +77,6 @@ SHORTLIST = 8  # a department's closest contributions, re-scored for whether the
 SAME_LESSON = 0.85  # relevance this high to one a department already had: the same lesson
 FEEDBACK_WEIGHT = {"useful": 0.15, "talk": 0.15, "translated": 0.2, "not_relevant": -0.35}
 CONTEXT_KINDS = frozenset({Kind.LES.value, Kind.CASUS.value, Kind.SUCCES.value, Kind.KOERS.value})
-
-
-def person_key(platform: str, person_id: str) -> str:
-    """One vote per person without keeping who voted."""
-    return hashlib.sha256(f"{platform}:{person_id}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def person_key(platform: str, person_id: str) -> str:
-    """One vote per person without keeping who voted (the same key the crossposter uses)."""
+    """One vote per person without keeping who voted."""
     return hashlib.sha256(f"{platform}:{person_id}".encode()).hexdigest()
 
 
