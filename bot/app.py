@@ -21,7 +21,7 @@ from bot.domain import Person
 from bot.embedders import Embedder, LexicalEmbedder, OpenAIEmbedder, build_embedder
 from bot.links import Signer
 from bot.matcher import Matcher
-from bot.messages import Ephemeral, Event, Message, Response, Section
+from bot.messages import Ephemeral, Event, HomeEvent, Message, Response, Section
 from bot.observability import Metrics, metrics_handler, middleware, ready_handler
 from bot.ports import Adapter, Clock
 from bot.privacy import PersonalData
@@ -103,7 +103,15 @@ class Boeket:
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
     async def handle(self, event: Event) -> Response:
-        """Every adapter's way in. A failure answers the person kindly and is logged."""
+        """Every adapter's way in. A failure answers the person kindly and is logged.
+
+        An event from a Slack team or Teams tenant none of the organisation's channels is in
+        (an app shared with another workspace) is not this organisation's: it is dropped.
+        """
+        platform = event.platform if isinstance(event, HomeEvent) else event.channel.platform
+        if not self.config.serves(platform, event.workspace):
+            log.warning("dropped a %s event from workspace %s", platform, event.workspace)
+            return None
         try:
             own = await self.selfservice.handle(event)
             if own is not None:
@@ -203,7 +211,9 @@ def build(
         slack = SlackAdapter(
             settings.slack,
             engine=db.engine,
-            state=StateStore(db, "slack"),
+            # Its inbox is the organisation's own: another's Boeket on this database must not
+            # hand on (or drop) replies that were acknowledged here.
+            state=StateStore(db, "slack", namespace=config.organisation.id),
             close_label=texts(None, "form.cancel"),
         )
         adapters[slack.platform] = slack
@@ -224,7 +234,12 @@ def build(
     async def shared_signer() -> Signer:
         if not signer:
             signer.append(
-                await Signer.shared(settings.secret, StateStore(db, "boeket"), clock.now())
+                await Signer.shared(
+                    settings.secret,
+                    StateStore(db, "boeket"),
+                    clock.now(),
+                    organisation=config.organisation.id,
+                )
             )
         return signer[0]
 

@@ -423,6 +423,21 @@ class OrgConfig(_Model):
     def shareable(self, dept: Department) -> tuple[Kind, ...]:
         return dept.shareable if dept.shareable is not None else self.crossposting.shareable
 
+    def serves(self, platform: str, workspace: str) -> bool:
+        """Whether an event from this Slack team or Teams tenant may be for this organisation.
+
+        Yes when the event names no workspace, or a channel of the organisation on that platform
+        names none (one workspace for all); else only for a workspace one of its channels is in.
+        """
+        if not workspace:
+            return True
+        places = [
+            *(d for d in self.departments if d.platform == platform),
+            *((self.cross_department,) if self.cross_department.platform == platform else ()),
+            *(t for t in self.themes if t.platform == platform and t.channel),
+        ]
+        return not places or any(p.workspace in {"", workspace} for p in places)
+
     def department_for_channel(self, platform: str, channel: str) -> Department | None:
         return next(
             (d for d in self.departments if d.platform == platform and d.channel == channel),

@@ -2,8 +2,8 @@
 chat without accounts, and why no page is open to whoever guesses its address.
 
 A link carries its scope (`dashboard`, or `person:<platform>:<id>`), its expiry and an HMAC-SHA256
-over both with a secret every replica shares: `BOEKET_SECRET`, or else one Boeket generates once
-and keeps in its database.
+over both and the organisation's id with a secret every replica shares: `BOEKET_SECRET`, or else
+one Boeket generates once and keeps in its database.
 """
 
 from __future__ import annotations
@@ -20,24 +20,34 @@ SECRET_KEY = "link-secret"  # noqa: S105 - the name of the stored key, not a sec
 
 
 class Signer:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, *, organisation: str = "") -> None:
         if len(secret) < 16:
             raise ValueError("the link secret must be at least 16 bytes")
         self._secret = secret
+        self._organisation = organisation
 
     @classmethod
-    async def shared(cls, configured: str, state: StateStore, now: datetime) -> Signer:
-        """The configured secret, or the one in the database (made once, by whoever is first)."""
+    async def shared(
+        cls, configured: str, state: StateStore, now: datetime, *, organisation: str = ""
+    ) -> Signer:
+        """The configured secret, or the one in the database (made once, by whoever is first).
+
+        Organisations that share a database share that secret, so a link names its organisation
+        in what is signed: one organisation's link opens nothing of another's.
+        """
         if configured:
-            return cls(configured.encode())
+            return cls(configured.encode(), organisation=organisation)
         await state.add(SECRET_KEY, {"key": secrets.token_hex(32)}, now)
         stored = await state.get(SECRET_KEY)  # ours, or the one another replica added first
         if stored is None:
             raise RuntimeError("the link secret could not be stored in the database")
-        return cls(bytes.fromhex(stored["key"]))
+        return cls(bytes.fromhex(stored["key"]), organisation=organisation)
 
     def _mac(self, scope: str, expires: int) -> str:
-        digest = hmac.new(self._secret, f"{scope}\n{expires}".encode(), hashlib.sha256).digest()
+        signed = f"{scope}\n{expires}"
+        if self._organisation:
+            signed = f"{self._organisation}\n{signed}"
+        digest = hmac.new(self._secret, signed.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def sign(self, scope: str, now: datetime, valid: timedelta) -> str:

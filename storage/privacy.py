@@ -91,8 +91,8 @@ class PrivacyRepository:
         person_keys: Sequence[str],
     ) -> list[int]:
         """Delete the person's contributions (their vectors, suggestions and the votes on those
-        go with them), their votes elsewhere and their settings, in one transaction. Returns the
-        ids of the contributions deleted."""
+        go with them), their votes on the organisation's other suggestions and their settings,
+        in one transaction. Returns the ids of the contributions deleted."""
         where = [
             ContributionRow.organisation_id == organisation_id,
             ContributionRow.author_id == person_id,
@@ -113,9 +113,16 @@ class PrivacyRepository:
                     .execution_options(synchronize_session=False)
                 )
             if person_keys:
+                # A vote's person key names no organisation: only this one's suggestions count.
+                own_posts = select(CrosspostRow.id).where(
+                    CrosspostRow.organisation_id == organisation_id
+                )
                 await session.execute(
                     delete(CrosspostFeedbackRow)
-                    .where(CrosspostFeedbackRow.person_key.in_(list(person_keys)))
+                    .where(
+                        CrosspostFeedbackRow.person_key.in_(list(person_keys)),
+                        CrosspostFeedbackRow.crosspost_id.in_(own_posts),
+                    )
                     .execution_options(synchronize_session=False)
                 )
             await session.execute(

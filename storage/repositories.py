@@ -533,21 +533,26 @@ class ContributionRepository:
 
 
 class StateStore:
-    """Opaque JSON per adapter, e.g. Teams conversation references or local chat history."""
+    """Opaque JSON per adapter, e.g. Teams conversation references or local chat history.
 
-    def __init__(self, db: Database, platform: str) -> None:
+    With a `namespace` (an organisation's id) the keys are that namespace's alone: organisations
+    that share a database do not see each other's entries.
+    """
+
+    def __init__(self, db: Database, platform: str, *, namespace: str = "") -> None:
         self._db = db
         self._platform = platform
+        self._prefix = f"{namespace}/" if namespace else ""
 
     async def get(self, key: str) -> dict[str, Any] | None:
         async with self._db.sessions() as session:
-            row = await session.get(AdapterStateRow, (self._platform, key))
+            row = await session.get(AdapterStateRow, (self._platform, self._prefix + key))
         return dict(row.value) if row else None
 
     async def put(self, key: str, value: dict[str, Any], now: datetime) -> None:
         stmt = (
             _insert(self._db, AdapterStateRow)
-            .values(platform=self._platform, key=key, value=value, updated_at=now)
+            .values(platform=self._platform, key=self._prefix + key, value=value, updated_at=now)
             .on_conflict_do_update(
                 index_elements=["platform", "key"], set_={"value": value, "updated_at": now}
             )
@@ -565,7 +570,12 @@ class StateStore:
         if not values:
             return set()
         rows = [
-            {"platform": self._platform, "key": key, "value": value, "updated_at": now}
+            {
+                "platform": self._platform,
+                "key": self._prefix + key,
+                "value": value,
+                "updated_at": now,
+            }
             for key, value in values.items()
         ]
         stmt = (
@@ -575,21 +585,25 @@ class StateStore:
             .returning(AdapterStateRow.key)
         )
         async with self._db.sessions.begin() as session:
-            return set((await session.scalars(stmt)).all())
+            new = (await session.scalars(stmt)).all()
+        return {key.removeprefix(self._prefix) for key in new}
 
     async def delete(self, key: str) -> None:
         stmt = delete(AdapterStateRow).where(
-            AdapterStateRow.platform == self._platform, AdapterStateRow.key == key
+            AdapterStateRow.platform == self._platform,
+            AdapterStateRow.key == self._prefix + key,
         )
         async with self._db.sessions.begin() as session:
             await session.execute(stmt)
 
     async def keys(self, prefix: str = "") -> Sequence[str]:
         stmt = select(AdapterStateRow.key).where(
-            AdapterStateRow.platform == self._platform, AdapterStateRow.key.startswith(prefix)
+            AdapterStateRow.platform == self._platform,
+            AdapterStateRow.key.startswith(self._prefix + prefix, autoescape=True),
         )
         async with self._db.sessions() as session:
-            return list((await session.scalars(stmt)).all())
+            found = (await session.scalars(stmt)).all()
+        return [key.removeprefix(self._prefix) for key in found]
 
 
 class PersonSettingsRepository:

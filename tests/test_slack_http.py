@@ -358,7 +358,8 @@ async def test_a_reply_acknowledged_before_a_crash_is_stored_at_the_next_start(
         "team_id": "T0TEST",
         "event": reply_event("Na de herstart nog steeds bewaard.", thread),
     }
-    await StateStore(slack.db, "slack").add_many({"inbox:Ev0CRASH": envelope}, OK_PROMPT_AT)
+    inbox = StateStore(slack.db, "slack", namespace=ORG)  # the organisation's own inbox
+    await inbox.add_many({"inbox:Ev0CRASH": envelope}, OK_PROMPT_AT)
     assert await slack.contributions() == []
 
     restarted = slack_boeket(slack.db, prompts, slack.clock, slack.fake)
@@ -373,7 +374,7 @@ async def test_a_reply_acknowledged_before_a_crash_is_stored_at_the_next_start(
     [stored] = await ContributionRepository(slack.db).all(ORG)
     assert stored.text == "Na de herstart nog steeds bewaard."
     assert stored.author is not None and stored.author.name == "Fatima el Amrani"
-    assert await StateStore(slack.db, "slack").keys("inbox:") == []
+    assert await inbox.keys("inbox:") == []
 
 
 async def test_bot_messages_and_edits_are_not_contributions(slack: SlackEnv) -> None:
