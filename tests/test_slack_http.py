@@ -28,14 +28,15 @@ from adapters.slack.translate import block_problems
 from bot.app import Boeket, build, web_app
 from bot.clock import ManualClock
 from bot.config import OrgConfig, parse_config
-from bot.domain import OccurrenceStatus, Step
+from bot.domain import ChannelRef, OccurrenceStatus, Step
 from bot.embedders import LexicalEmbedder
-from bot.messages import ShowForm
+from bot.messages import Message, ShowForm
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
 from storage.repositories import ContributionRepository, OccurrenceRepository, StateStore
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.test_observability import samples
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ORG = "ziekenhuis-de-linde"
@@ -561,16 +562,58 @@ async def test_answer_button_opens_the_answer_modal(slack: SlackEnv) -> None:
 # --- rate limits and permanent errors ---------------------------------------------------------
 
 
+async def rate_limited(slack: SlackEnv) -> float:
+    async with slack.client.get("/metrics") as r:
+        return samples(await r.text())[("boeket_rate_limited_total", (("platform", "slack"),))]
+
+
 async def test_rate_limited_post_arrives_once_later(slack: SlackEnv) -> None:
     slack.fake.fail("chat.postMessage", status=429, retry_after=1, channel=OK_CHANNEL)
+    refused_before = await rate_limited(slack)
     started = time.monotonic()
     await slack.tick(OK_PROMPT_AT)
     posts = [c for c in slack.fake.of("chat.postMessage") if c.args["channel"] == OK_CHANNEL]
     assert len(posts) == 2  # the refused attempt and the one that arrived
     assert time.monotonic() - started >= 1.0  # Retry-After was honoured
+    assert await rate_limited(slack) == refused_before + 1  # an admin sees it in /metrics
     occ = await OccurrenceRepository(slack.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
     assert occ is not None and occ.status is OccurrenceStatus.SENT
     assert occ.message_id == "1700000000.000001"  # the 429 consumed no message
+
+
+async def test_a_refused_post_queues_again_within_the_workspace_rate() -> None:
+    """The retry of a 429 takes a paced slot: it never pushes the workspace over its rate."""
+    fake = FakeSlack()
+    server = TestServer(fake.app())
+    await server.start_server()
+    fake.server = server
+    adapter = SlackAdapter(
+        SlackSettings(
+            signing_secret=SECRET,
+            bot_token=BOT_TOKEN,
+            api_url=fake.api_url,
+            workspace_rate=10.0,
+        )
+    )
+
+    async def nothing(event: object) -> None:
+        return None
+
+    await adapter.start(nothing)
+    try:
+        fake.fail("chat.postMessage", status=429, retry_after=1, channel="C00")
+        channels = [f"C{i:02d}" for i in range(25)]
+        await asyncio.gather(
+            *(adapter.post(ChannelRef("slack", c), Message("Hallo")) for c in channels)
+        )
+    finally:
+        await adapter.stop()
+        await server.close()
+    calls = fake.of("chat.postMessage")
+    assert sorted(str(c.args["channel"]) for c in calls) == sorted([*channels, "C00"])
+    moments = sorted(c.at for c in calls)
+    # Ten a second, the refused attempt and its retry included: never eleven within 0.95 s.
+    assert max(sum(1 for m in moments if start <= m < start + 0.95) for start in moments) <= 10
 
 
 async def test_channel_not_found_is_reported_once_and_the_run_goes_on(

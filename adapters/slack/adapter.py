@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -37,6 +39,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
@@ -57,6 +62,7 @@ from bot.messages import (
     ShowForm,
     ShowHome,
 )
+from bot.observability import note_rate_limited
 from bot.ports import EventHandler, PermanentDeliveryError
 
 PLATFORM = "slack"
@@ -168,6 +174,57 @@ class Inbox:
             await asyncio.gather(self._writer, return_exceptions=True)
 
 
+# The channel a post through `SlackAdapter._call` goes to, for its 429 retries (slack_sdk sends
+# chat.postMessage as JSON, which its retry handlers do not get to see).
+_POSTING_TO: ContextVar[str | None] = ContextVar("boeket_slack_posting_to", default=None)
+
+
+def retry_after_seconds(response: HttpResponse) -> float:
+    """Slack's Retry-After (whole seconds), else one second; plus up to a second of jitter."""
+    for name, values in response.headers.items():
+        if name.lower() == "retry-after" and values:
+            try:
+                return max(0.0, float(values[0])) + random.random()  # noqa: S311 - jitter
+            except ValueError:
+                break
+    return 1.0 + random.random()  # noqa: S311 - jitter
+
+
+class PacedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
+    """Retries a 429 after Retry-After, counted in /metrics; a post's retry queues in the pacer.
+
+    slack_sdk's own handler sleeps and sends again at once, past the pacing: under a workspace
+    limit every such retry takes the place of a paced post, which is refused in turn. Here the
+    retry of a post takes the next free slot of its channel and of the workspace after the wait.
+    """
+
+    def __init__(
+        self, wait: Callable[[str, float], Awaitable[None]], max_retry_count: int = 3
+    ) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self._wait = wait
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        if response is None:  # pragma: no cover - only 429 responses are retried here
+            raise error or RuntimeError("no response to retry")
+        note_rate_limited(PLATFORM)
+        state.next_attempt_requested = True
+        seconds = retry_after_seconds(response)
+        channel = _POSTING_TO.get()
+        if channel is None:
+            await asyncio.sleep(seconds)
+        else:
+            await self._wait(channel, seconds)
+        state.increment_current_attempt()
+
+
 def _metadata(key: str | None) -> dict[str, Any] | None:
     """Message metadata that carries the idempotency key, found again by find_posted."""
     return {"event_type": METADATA_EVENT, "event_payload": {"key": key}} if key else None
@@ -245,7 +302,7 @@ class SlackAdapter:
         # session, and a new connection, per call. Bolt's per-request clients copy it from here.
         client = AsyncWebClient(token=token, base_url=self._settings.api_url, session=self._session)
         # 429s are safe to repeat (Slack did nothing); honour Retry-After, a few times.
-        client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+        client.retry_handlers.append(PacedRateLimitRetryHandler(self._pace_after, 3))
         if not any(isinstance(h, AsyncConnectionErrorRetryHandler) for h in client.retry_handlers):
             client.retry_handlers.append(AsyncConnectionErrorRetryHandler())
         return client
@@ -363,6 +420,15 @@ class SlackAdapter:
             self._clients[workspace] = self._new_client(bot.bot_token)
         return self._clients[workspace]
 
+    async def _pace_after(self, channel: str, seconds: float) -> None:
+        """A refused post waits `seconds`, then queues for the next free slot (see `_pace`).
+
+        It queues behind the posts already waiting: a slot kept free for it would leave the
+        whole workspace idle meanwhile.
+        """
+        await asyncio.sleep(seconds)
+        await self._pace(channel)
+
     async def _pace(self, channel: str) -> None:
         if self._pace_seconds <= 0:
             return
@@ -382,6 +448,7 @@ class SlackAdapter:
     ) -> Any:
         client = await self._client_for(channel.workspace)
         await self._pace(channel.channel)
+        posting = _POSTING_TO.set(channel.channel)
         try:
             return await call(client)
         except SlackApiError as exc:
@@ -389,6 +456,8 @@ class SlackAdapter:
             if error in PERMANENT:
                 raise PermanentDeliveryError(error, PERMANENT[error]) from exc
             raise
+        finally:
+            _POSTING_TO.reset(posting)
 
     async def post(
         self, channel: ChannelRef, message: Message, *, key: str | None = None

@@ -16,6 +16,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from bot.observability import note_rate_limited
+
 RETRYABLE = frozenset({412, 429, 502, 504})
 MAX_RETRY_AFTER = 60.0
 
@@ -111,6 +113,8 @@ async def with_retries[T](
             return await call()
         except Exception as exc:
             found = status_of(exc)
+            if found is not None and found[0] == 429:
+                note_rate_limited("teams")
             if found is None or found[0] not in RETRYABLE or attempt == attempts - 1:
                 raise
             await asyncio.sleep(retry_delay(attempt, found[1], base=base))

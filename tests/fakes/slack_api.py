@@ -27,6 +27,7 @@ class Call:
     args: dict[str, Any]
     token: str
     via: str = ""  # the path prefix the client was given (one per replica in replica tests)
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
