@@ -226,6 +226,10 @@ def build(
             state=StateStore(db, "teams"),
             clock=clock,
             received_text=texts(None, "teams.received"),
+            received_count=lambda count: texts(
+                None, "teams.received_one" if count == 1 else "teams.received_many", count=count
+            ),
+            not_saved_text=texts(None, "teams.not_saved"),
         )
         adapters[teams.platform] = teams
     adapters.update(extra_adapters or {})

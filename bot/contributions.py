@@ -16,7 +16,9 @@ from datetime import date, timedelta
 from typing import Protocol
 
 from bot.config import Department, OrgConfig
-from bot.cycle import ANSWER_ACTION, CycleEngine, Texts
+from bot.cycle import ANSWER_ACTION, MAX_ANSWER, CycleEngine, Texts
+from bot.cycle import ANSWER_FORM as ANSWER_FORM  # defined with the prompt that carries it
+from bot.cycle import NOT_SHARED as NOT_SHARED
 from bot.domain import (
     ChannelRef,
     Contribution,
@@ -63,10 +65,9 @@ from storage.repositories import (
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 4000  # characters of one answer; Slack sections hold 3000, so harvests shorten
+MAX_TEXT = MAX_ANSWER  # characters of one answer
 MAX_FIELD = 2000
 MIN_TEXT = 3
-ANSWER_FORM = "boeket.answer"
 SHARE_FORM = "boeket.share"
 EDIT_FORM = "boeket.edit"
 EDIT_ACTION = "boeket.edit"
@@ -76,7 +77,6 @@ ANONYMOUS_ACTION = "boeket.settings.anonymous"
 NAMED_ACTION = "boeket.settings.named"
 THEMES_ACTION = "boeket.themes"
 THEMES_FORM = "boeket.themes"
-NOT_SHARED = "not_shared"  # the "niet delen" checkbox
 THEME_FIELD = "theme."  # a checkbox per theme in the themes form: "theme.werkdruk"
 COMMANDS = frozenset({"deel", "share"})
 
@@ -668,7 +668,7 @@ class ContributionService:
         if chosen.language:
             dept = dept.model_copy(update={"language": chosen.language})
         if event.form_id == ANSWER_FORM:
-            return await self._submit_answer(dept, event)
+            return await self._submit_answer(dept, event, chosen)
         if event.form_id == SHARE_FORM:
             return await self._submit_share(dept, event)
         if event.form_id == EDIT_FORM:
@@ -677,7 +677,11 @@ class ContributionService:
             return await self._submit_themes(dept, event)
         return Ephemeral(self._plain(dept, "form.expired"))
 
-    def _anonymous(self, dept: Department, values: dict[str, str]) -> bool:
+    def _anonymous(self, dept: Department, values: dict[str, str], default: bool = False) -> bool:
+        """Whether to store without a name. No choice at all (an answer form shown to a whole
+        channel starts empty) means the person's own default."""
+        if not (values.get("anonymous") or "").strip():
+            return dept.anonymous_answers and default
         return dept.anonymous_answers and _checked(values, "anonymous")
 
     async def _tag(self, text: str, fields: Mapping[str, str]) -> tuple[str, ...]:
@@ -700,7 +704,9 @@ class ContributionService:
         if self._followers is not None:
             self._followers.stored(stored)
 
-    async def _submit_answer(self, dept: Department, event: FormEvent) -> Response:
+    async def _submit_answer(
+        self, dept: Department, event: FormEvent, chosen: PersonSettings
+    ) -> Response:
         text = self._clean(dept, event.values, "text", required=True, limit=MAX_TEXT)
         followup = self._clean(dept, event.values, "followup", required=False, limit=MAX_FIELD)
         errors = {n: c.error for n, c in (("text", text), ("followup", followup)) if c.error}
@@ -713,7 +719,7 @@ class ContributionService:
         prompt = await self._occurrences.get(self.org, dept.id, Step.PROMPT, round_date)
         if prompt is None or prompt.kind is None:
             return Ephemeral(self._plain(dept, "answer.round_unknown"))
-        anonymous = self._anonymous(dept, event.values)
+        anonymous = self._anonymous(dept, event.values, chosen.anonymous_default)
         fields = {"followup": followup.value} if followup.value else {}
         stored, created, token = await self._store(
             NewContribution(

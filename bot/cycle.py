@@ -26,7 +26,19 @@ from bot.domain import (
     Source,
     Step,
 )
-from bot.messages import Actions, Block, Bullets, Button, Context, Header, Message, Section
+from bot.messages import (
+    Actions,
+    Block,
+    Bullets,
+    Button,
+    Context,
+    Field,
+    Form,
+    Header,
+    Message,
+    Option,
+    Section,
+)
 from bot.ports import Adapter, Clock, PermanentDeliveryError
 from bot.rhythm import Round, next_round, round_for, rounds_around
 from prompts.library import PromptLibrary, pick_variant
@@ -39,6 +51,9 @@ LEASE = timedelta(minutes=5)
 CONCURRENCY = 32
 BATCH = 1000
 ANSWER_ACTION = "boeket.answer"
+ANSWER_FORM = "boeket.answer"
+MAX_ANSWER = 4000  # characters of one answer; Slack sections hold 3000, so harvests shorten
+NOT_SHARED = "not_shared"  # the "niet delen" checkbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,12 +379,51 @@ class CycleEngine:
                         self._t(dept, "prompt.answer_button"),
                         value=rnd.round_date.isoformat(),
                         style="primary",
+                        inline=self._inline_answer(dept, rnd),
                     ),
                 )
             )
         )
         text = f"{rendered.title}: {rendered.question}"
         return kind, goal_id, Message(text=text, blocks=tuple(blocks))
+
+    def _inline_answer(self, dept: Department, rnd: Round) -> Form:
+        """The short answer form a platform may show in the prompt itself (Teams' card).
+
+        Everyone in the channel sees the same form, so nothing in it can follow one person's
+        settings: the anonymity choice starts empty, and empty means "my own default".
+        """
+        fields = [
+            Field(
+                "text",
+                self._t(dept, "answer.field_text"),
+                kind="textarea",
+                required=True,
+                max_length=MAX_ANSWER,
+            ),
+            Field(NOT_SHARED, self._t(dept, "form.not_shared"), kind="checkbox"),
+        ]
+        if dept.anonymous_answers:
+            fields.append(
+                Field(
+                    "anonymous",
+                    self._t(dept, "form.anonymity"),
+                    kind="select",
+                    hint=self._t(dept, "form.anonymity_hint"),
+                    options=(
+                        Option("false", self._t(dept, "form.anonymity_named")),
+                        Option("true", self._t(dept, "form.anonymity_anonymous")),
+                    ),
+                )
+            )
+        return Form(
+            form_id=ANSWER_FORM,
+            title=self._t(dept, "answer.form_title"),
+            submit_label=self._t(dept, "form.submit"),
+            fields=tuple(fields),
+            meta={"department": dept.id, "round": rnd.round_date.isoformat()},
+            intro=self._t(dept, "prompt.inline_intro"),
+        )
 
     def _reminder(self, dept: Department, rnd: Round, contributions: list[Contribution]) -> Message:
         answers = [c for c in contributions if c.source is not Source.SHARE]

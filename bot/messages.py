@@ -48,10 +48,15 @@ class Divider:
 
 @dataclass(frozen=True, slots=True)
 class Button:
+    """A button. `inline` is a short form a platform may show in the message itself, next to
+    the button (Teams: inputs in the card); a submit there is a submit of that form, and the
+    button still opens the full one. Platforms that cannot show inputs in a message ignore it."""
+
     action_id: str
     label: str
     value: str = ""
     style: Literal["default", "primary", "danger"] = "default"
+    inline: Form | None = None
 
 
 @dataclass(frozen=True, slots=True)

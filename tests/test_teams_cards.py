@@ -483,3 +483,136 @@ def test_retry_delay_honours_retry_after_else_backs_off_with_jitter() -> None:
     assert retry_delay(2, {}, base=1.0, jitter=1.0) == 4.0
     assert retry_delay(2, None, base=1.0, jitter=0.0) == 2.0
     assert 2.0 <= retry_delay(2, {"Retry-After": "soon"}, base=1.0) <= 4.0
+
+
+# --- a prompt card with its own answer form --------------------------------------------------
+
+
+def inline_answer(*, anonymous: bool) -> Message:
+    """A prompt as the core composes one: the answer button carries the short answer form."""
+    fields = [
+        Field("text", "Je antwoord", kind="textarea", required=True, max_length=4000),
+        Field("not_shared", "Niet delen buiten ons team", kind="checkbox"),
+    ]
+    if anonymous:
+        fields.append(
+            Field(
+                "anonymous",
+                "Anoniem of op naam?",
+                kind="select",
+                hint="Kies je niets, dan geldt je eigen instelling.",
+                options=(Option("false", "Op naam"), Option("true", "Anoniem")),
+            )
+        )
+    form = Form(
+        form_id="boeket.answer",
+        title="Jouw antwoord",
+        submit_label="Versturen",
+        fields=tuple(fields),
+        meta={"department": "ok", "round": "2027-03-02"},
+        intro="Antwoord hier kort, of kies Antwoorden voor het hele formulier.",
+    )
+    button = Button("boeket.answer", "Antwoorden", "2027-03-02", "primary", inline=form)
+    return Message(
+        text="Vraag", blocks=(Header("🌷 Succes"), Section("Wat ging er goed?"), Actions((button,)))
+    )
+
+
+def inline_inputs(card: dict[str, object]) -> dict[str, dict[str, object]]:
+    body = card["body"]
+    assert isinstance(body, list)
+    [container] = [e for e in body if e.get("id") == cards.INLINE_ID]
+    return {e["id"]: e for e in container["items"] if e["type"].startswith("Input.")}
+
+
+def card_actions(card: dict[str, object]) -> list[dict[str, object]]:
+    body = card["body"]
+    assert isinstance(body, list)
+    return [a for e in body if e["type"] == "ActionSet" for a in e["actions"]]
+
+
+@pytest.mark.parametrize("anonymous", [True, False])
+def test_a_prompt_card_holds_its_answer_form_and_a_submit(anonymous: bool) -> None:
+    card = cards.message_card(inline_answer(anonymous=anonymous))
+    assert card_problems(card) == []
+    inputs = inline_inputs(card)
+    text = inputs["text"]
+    assert text["type"] == "Input.Text" and text["isMultiline"] is True
+    assert text["maxLength"] == 4000 and text["isRequired"] is True
+    assert inputs["not_shared"]["type"] == "Input.Toggle"
+    if anonymous:
+        choice = inputs["anonymous"]
+        assert choice["type"] == "Input.ChoiceSet"
+        assert [c["value"] for c in choice["choices"]] == ["false", "true"]  # type: ignore[union-attr]
+        assert "value" not in choice and not choice.get("isRequired")
+    else:
+        assert "anonymous" not in inputs
+    send, answer = card_actions(card)
+    assert send["type"] == "Action.Submit" and send["title"] == "Versturen"
+    data = send["data"]
+    assert isinstance(data, dict)
+    assert data["verb"] == cards.INLINE_VERB and "msteams" not in data
+    assert data[cards.INLINE_KEY]["meta"] == {"department": "ok", "round": "2027-03-02"}
+    # The dialog button opens the full form without waiting for the required answer box.
+    assert answer["data"]["msteams"] == {"type": "task/fetch"}  # type: ignore[index]
+    assert answer["associatedInputs"] == "none"
+
+
+def test_a_huge_prompt_keeps_its_answer_form_under_the_size_limit() -> None:
+    prompt = inline_answer(anonymous=True)
+    long = replace(prompt, blocks=(*(Section("woord " * 600) for _ in range(20)), *prompt.blocks))
+    card = cards.message_card(long)
+    assert card_problems(card) == []
+    size = len(json.dumps(card, ensure_ascii=False, separators=(",", ":")).encode())
+    assert size <= cards.CARD_BUDGET
+    assert list(inline_inputs(card)) == ["text", "not_shared", "anonymous"]
+    assert [a["title"] for a in card_actions(card)] == ["Versturen", "Antwoorden"]
+    assert any(e.get("text") == "…" for e in card["body"])
+
+
+def test_an_answer_sent_from_the_card_is_a_form_submit_keyed_by_its_activity() -> None:
+    card = cards.message_card(inline_answer(anonymous=True))
+    [send] = [a for a in card_actions(card) if a["data"]["verb"] == cards.INLINE_VERB]  # type: ignore[index]
+    data = send["data"]
+    assert isinstance(data, dict)
+    value = {**data, "text": "Dit werkte.", "not_shared": "false", "anonymous": "true"}
+    submit = activity(replyToId="1700000000100", value=value)
+    submit.pop("text", None)
+    event = cards.interaction_event(submit)
+    assert isinstance(event, FormEvent)
+    assert event.form_id == "boeket.answer"
+    assert event.meta == {"department": "ok", "round": "2027-03-02"}
+    assert event.values == {"text": "Dit werkte.", "not_shared": "false", "anonymous": "true"}
+    assert event.channel.channel == CHANNEL
+    # Teams delivering it again gives the same key; another submit, or another channel's, not.
+    assert cards.interaction_event(dict(submit)) == event
+    other = cards.interaction_event({**submit, "id": "1700000000300"})
+    assert isinstance(other, FormEvent) and other.submission_id != event.submission_id
+    # The key names nobody: an anonymous answer is stored with it.
+    assert "fatima" not in event.submission_id.lower()
+    jeroen = {**submit, "from": {"id": "29:1jeroen", "name": "Jeroen"}}
+    assert cards.interaction_event(jeroen) is not None
+    # Without an activity id there is no key to store it under once: not taken.
+    assert cards.interaction_event({**submit, "id": ""}) is None
+    # The card's own submit never arrives as an invoke: one that claims to is not taken.
+    assert cards.interaction_event({**submit, "type": "invoke", "value": {"data": value}}) is None
+    assert cards.inline_form(value) is not None
+    assert cards.inline_form({**value, "verb": "boeket.form"}) is None
+
+
+def test_marking_a_prompt_card_received_keeps_its_form() -> None:
+    card = cards.message_card(inline_answer(anonymous=True))
+    once = cards.received_card(card, "1 antwoord ontvangen")
+    twice = cards.received_card(once, "2 antwoorden ontvangen")
+    assert card_problems(twice) == []
+    marks = [e["text"] for e in twice["body"] if e.get("id") == "boeket-received"]
+    assert marks == ["✓ 2 antwoorden ontvangen"]
+    assert inline_inputs(twice) == inline_inputs(card)
+    assert [e for e in twice["body"] if e.get("id") != "boeket-received"] == card["body"]
+
+
+def test_an_inline_form_may_not_use_the_routing_names() -> None:
+    bad = Form("boeket.answer", "T", "S", (Field(cards.INLINE_KEY, "x"),))
+    message = Message("m", (Actions((Button("boeket.answer", "A", inline=bad),)),))
+    with pytest.raises(ValueError, match="field names"):
+        cards.message_card(message)

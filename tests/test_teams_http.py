@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,12 +29,26 @@ from adapters.teams.settings import TeamsSettings
 from bot.app import Boeket, build, web_app
 from bot.clock import ManualClock
 from bot.config import OrgConfig, parse_config
-from bot.domain import Kind, NewContribution, OccurrenceStatus, Person, Source, Step
+from bot.contributions import MAX_TEXT as MAX_ANSWER
+from bot.domain import (
+    Kind,
+    NewContribution,
+    OccurrenceStatus,
+    Person,
+    PersonSettings,
+    Source,
+    Step,
+)
 from bot.embedders import LexicalEmbedder
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
-from storage.repositories import ContributionRepository, OccurrenceRepository, StateStore
+from storage.repositories import (
+    ContributionRepository,
+    OccurrenceRepository,
+    PersonSettingsRepository,
+    StateStore,
+)
 from tests.conftest import SHARED
 from tests.fakes.microsoft_login import KID, FakeLogin, new_key
 from tests.fakes.teams_connector import FakeConnector
@@ -67,11 +82,16 @@ def card_problems(card: dict[str, Any]) -> list[str]:
     ]
 
 
-def teams_config(*, workspace: str = "") -> OrgConfig:
+def teams_config(*, workspace: str = "", anonymous_answers: bool = True) -> OrgConfig:
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     for dept in data["departments"]:
         if dept["id"] == "ok":
-            dept.update(platform="teams", channel=OK_CHANNEL, workspace=workspace)
+            dept.update(
+                platform="teams",
+                channel=OK_CHANNEL,
+                workspace=workspace,
+                anonymous_answers=anonymous_answers,
+            )
         if dept["id"] == "ict":
             dept.update(platform="teams", channel=ICT_CHANNEL, workspace=workspace)
     return parse_config(data, Path("teams.yaml"))
@@ -204,6 +224,12 @@ def inputs_of(card: dict[str, Any]) -> list[str]:
     return [e["id"] for e in card["body"] if e["type"].startswith("Input.")]
 
 
+def inline_inputs(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The inputs of the form inside a posted card, by id."""
+    [container] = [e for e in card["body"] if e.get("id") == "boeket-inline"]
+    return {e["id"]: e for e in container["items"] if e["type"].startswith("Input.")}
+
+
 def submit_data(card: dict[str, Any], **values: Any) -> dict[str, Any]:
     [submit] = [a for a in actions_of(card) if a["type"] == "Action.Submit"]
     return {**copy.deepcopy(submit["data"]), **values}
@@ -232,10 +258,19 @@ async def test_install_stores_references_and_the_prompt_is_posted_as_a_card(
     assert post.body["tenantId"] == TENANT
     card = card_of(post)
     assert card_problems(card) == []
-    [answer] = actions_of(card)
+    send, answer = actions_of(card)
+    assert send["title"] == "Versturen" and send["data"]["verb"] == "boeket.inline"
+    assert "msteams" not in send["data"]  # a plain submit: Teams sends it as a message
     assert answer["title"] == "Antwoorden"
     assert answer["data"]["verb"] == "boeket.answer"
     assert answer["data"]["msteams"] == {"type": "task/fetch"}
+    assert answer["associatedInputs"] == "none"  # opens the dialog with the answer box empty
+    inputs = inline_inputs(card)
+    assert list(inputs) == ["text", "not_shared", "anonymous"]
+    assert inputs["text"]["type"] == "Input.Text" and inputs["text"]["isMultiline"] is True
+    assert inputs["text"]["maxLength"] == MAX_ANSWER
+    assert inputs["anonymous"]["type"] == "Input.ChoiceSet"
+    assert "value" not in inputs["anonymous"]  # nobody's choice is made for them
     assert post.authorization == ""  # development mode: no token, and none was asked for
     occ = await OccurrenceRepository(teams.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
     assert occ is not None and occ.status is OccurrenceStatus.SENT
@@ -395,22 +430,27 @@ async def test_a_dialog_answer_marks_the_prompt_card_received_without_the_answer
     marked = card_of(update)
     assert card_problems(marked) == []
     texts = [e.get("text", "") for e in marked["body"]]
-    assert "✓ Ontvangen." in texts
-    # The prompt stays as it was, button and all, so others can still answer.
-    assert [e for e in marked["body"] if e.get("text") != "✓ Ontvangen."] == prompt_card["body"]
-    assert [a["title"] for a in actions_of(marked)] == ["Antwoorden"]
+    assert "✓ 1 antwoord ontvangen" in texts
+    # The prompt stays as it was, form, buttons and all, so others can still answer.
+    assert [e for e in marked["body"] if e.get("id") != "boeket-received"] == prompt_card["body"]
+    assert [a["title"] for a in actions_of(marked)] == ["Versturen", "Antwoorden"]
     # The whole channel sees this card: nothing of the answer, nor who gave it.
     shown = json.dumps(update.body, ensure_ascii=False)
     assert answer not in shown and "overdracht" not in shown
     assert "Fatima" not in shown and "29:1fatima" not in shown
 
-    # A second person's named answer: stored, and the card is not sent again.
+    # The same dialog submitted again: stored once, counted once.
+    assert (await teams.send(task_submit(teams, root, good))).status == 200
+    assert len(teams.fake.of("update")) == 1
+
+    # A second person's named answer: stored, and the count goes up, without a name.
     card = dialog_card(await open_answer_dialog(teams, root))
     named = submit_data(card, text="Jeroens antwoord.", followup="", anonymous="false")
     response = await teams.send(task_submit(teams, root, named, user="jeroen"))
     assert response.status == 200
     assert len(await teams.contributions()) == 2
-    assert len(teams.fake.of("update")) == 1
+    _, second = teams.fake.of("update")
+    assert "✓ 2 antwoorden ontvangen" in [e.get("text") for e in card_of(second)["body"]]
     assert "Jeroen" not in json.dumps([c.body for c in teams.fake.of("update")])
 
 
@@ -442,6 +482,186 @@ async def test_a_dialog_cannot_mark_a_card_in_another_channel(teams: TeamsEnv) -
     assert (await teams.send(task_submit(teams, root, good))).status == 200
     assert len(await teams.contributions()) == 1
     assert teams.fake.attempts("update") == []
+
+
+# --- the answer form in the prompt card itself ---------------------------------------------------
+
+
+def inline_submit(
+    env: TeamsEnv,
+    root: str,
+    card: dict[str, Any],
+    *,
+    activity_id: str,
+    user: str = "fatima",
+    **values: Any,
+) -> dict[str, Any]:
+    """What Teams sends for the card's own Action.Submit in a channel: a message with `value`
+    (the action's data and the inputs) and no text, in the prompt's thread."""
+    activity = env.load("channel_reply", ROOT=root)
+    for key in ("text", "entities", "attachments", "textFormat"):
+        activity.pop(key)
+    activity["id"] = activity_id
+    activity["replyToId"] = root
+    [send] = [a for a in actions_of(card) if a["data"].get("verb") == "boeket.inline"]
+    activity["value"] = {**copy.deepcopy(send["data"]), **values}
+    if user == "jeroen":
+        activity["from"] = {"id": "29:1jeroen", "name": "Jeroen de Vries"}
+    return activity
+
+
+def personal_sends(env: TeamsEnv, person: str = "29:1fatima") -> list[dict[str, Any]]:
+    return [card_of(c) for c in env.fake.of("send") if c.conversation == f"a:1personal-{person}"]
+
+
+def unescaped(text: str) -> str:
+    """Card text as a person reads it: without the backslashes that keep markdown literal."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def received_lines(card: dict[str, Any]) -> list[str]:
+    return [e["text"] for e in card["body"] if e.get("id") == "boeket-received"]
+
+
+async def test_an_answer_typed_in_the_prompt_card_is_stored_once_and_counted_on_the_card(
+    teams: TeamsEnv,
+) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    prompt_card = card_of(teams.prompt_post())
+    answer = "De huddle vóór de eerste patiënt scheelt ons een half uur."
+    submit = inline_submit(
+        teams, root, prompt_card, activity_id="1700000200100", text=answer, anonymous="true"
+    )
+    for _ in range(2):  # Teams delivers the same submit again when it missed our answer
+        response = await teams.send(submit)
+        assert response.status in {200, 202}, await response.text()
+    [stored] = await teams.contributions()
+    assert stored.text == answer and stored.round_date == date(2027, 3, 2)
+    assert stored.anonymous and stored.author is None
+    assert stored.source is Source.FORM and stored.shareable
+    # The card is updated in place, once: the count, and the form stays for the others.
+    [update] = teams.fake.of("update")
+    assert update.conversation == f"{OK_CHANNEL};messageid={root}"
+    assert update.activity_id == root
+    marked = card_of(update)
+    assert card_problems(marked) == []
+    assert received_lines(marked) == ["✓ 1 antwoord ontvangen"]
+    assert [e for e in marked["body"] if e.get("id") != "boeket-received"] == prompt_card["body"]
+    assert inline_inputs(marked) == inline_inputs(prompt_card)
+    shown = json.dumps(update.body, ensure_ascii=False)
+    assert "huddle" not in shown and "Fatima" not in shown and "29:1fatima" not in shown
+    # She is thanked in her 1:1 chat (with her deletion code), never in the channel; the
+    # delivery Teams repeated is answered as already received.
+    thanks, repeated = (json.dumps(c, ensure_ascii=False) for c in personal_sends(teams))
+    assert "Je antwoord is bewaard" in thanks and "deel verwijder" in thanks
+    assert "al ontvangen" in repeated
+    assert all(c.conversation.startswith("a:1personal-") for c in teams.fake.of("send"))
+
+    # Jeroen answers on name, and the same card counts two.
+    named = inline_submit(
+        teams,
+        root,
+        marked,
+        activity_id="1700000200200",
+        user="jeroen",
+        text="Wij bellen de IC voortaan vooraf.",
+        anonymous="false",
+        not_shared="true",
+    )
+    assert (await teams.send(named)).status in {200, 202}
+    contributions = sorted(await teams.contributions(), key=lambda c: c.id)
+    assert len(contributions) == 2
+    second = contributions[1]
+    assert second.author is not None and second.author.name == "Jeroen de Vries"
+    assert not second.anonymous and not second.shareable
+    _, latest = teams.fake.of("update")
+    assert received_lines(card_of(latest)) == ["✓ 2 antwoorden ontvangen"]
+    assert "Jeroen" not in json.dumps(latest.body, ensure_ascii=False)
+
+
+async def test_an_empty_or_oversized_answer_in_the_card_stores_nothing_and_says_why(
+    teams: TeamsEnv,
+) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    prompt_card = card_of(teams.prompt_post())
+    blank = inline_submit(teams, root, prompt_card, activity_id="1700000200300", text="  \n ")
+    assert (await teams.send(blank)).status in {200, 202}
+    too_long = "x" * (MAX_ANSWER + 1)
+    big = inline_submit(teams, root, prompt_card, activity_id="1700000200400", text=too_long)
+    assert (await teams.send(big)).status in {200, 202}
+    assert await teams.contributions() == []
+    assert teams.fake.attempts("update") == []  # nothing was received
+    empty_note, long_note = personal_sends(teams)
+    for note in (empty_note, long_note):
+        assert card_problems(note) == []
+        assert note["body"][0]["text"] == "Je antwoord is nog niet opgeslagen:"
+        [again] = actions_of(note)  # opens the form again, in a dialog
+        assert again["data"]["msteams"] == {"type": "task/fetch"}
+    errors = [unescaped(e["text"]) for e in empty_note["body"] if e.get("color") == "Attention"]
+    assert errors == ["Vul dit in (minstens 3 tekens)."]
+    errors = [unescaped(e["text"]) for e in long_note["body"] if e.get("color") == "Attention"]
+    assert errors == [f"Dit is {MAX_ANSWER + 1} tekens; het mag er hoogstens {MAX_ANSWER} zijn."]
+    # The button opens the form with what she typed, to shorten it there.
+    [again] = actions_of(long_note)
+    fetch = teams.load("task_fetch", ROOT=root)
+    fetch["value"]["data"] = again["data"]
+    fetch["conversation"] = {"conversationType": "personal", "id": "a:1personal-29:1fatima"}
+    fetch["channelData"] = {"tenant": {"id": TENANT}}
+    response = await teams.send(fetch)
+    assert response.status == 200
+    dialog = dialog_card(await response.json())
+    assert card_problems(dialog) == []
+    [text] = [e for e in dialog["body"] if e.get("id") == "text"]
+    assert text["value"] == too_long[:MAX_ANSWER]
+    assert await teams.contributions() == []
+
+
+async def test_no_choice_in_the_card_means_the_persons_own_anonymous_default(
+    teams: TeamsEnv,
+) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    prompt_card = card_of(teams.prompt_post())
+    await PersonSettingsRepository(teams.db).put(
+        ORG, "teams", "29:1fatima", PersonSettings(anonymous_default=True), OK_PROMPT_AT
+    )
+    for activity_id, user, text in (
+        ("1700000200500", "fatima", "Standaard anoniem, niets gekozen."),
+        ("1700000200600", "jeroen", "Geen instelling, niets gekozen."),
+    ):
+        submit = inline_submit(
+            teams, root, prompt_card, activity_id=activity_id, user=user, text=text, anonymous=""
+        )
+        assert (await teams.send(submit)).status in {200, 202}
+    by_text = {c.text: c for c in await teams.contributions()}
+    assert by_text["Standaard anoniem, niets gekozen."].anonymous
+    assert by_text["Standaard anoniem, niets gekozen."].author is None
+    assert not by_text["Geen instelling, niets gekozen."].anonymous
+
+
+async def test_no_anonymity_choice_where_the_department_wants_names(
+    db: Database, prompts: PromptLibrary, clock: ManualClock
+) -> None:
+    async for env in _env(db, prompts, clock, DEV, teams_config(anonymous_answers=False)):
+        await env.install()
+        await env.tick(OK_PROMPT_AT)
+        root = _created_ids(env)[0]
+        card = card_of(env.prompt_post())
+        assert card_problems(card) == []
+        assert list(inline_inputs(card)) == ["text", "not_shared"]
+        # Sending "anonymous" anyway does not make it so.
+        submit = inline_submit(
+            env, root, card, activity_id="1700000200700", text="Op naam.", anonymous="true"
+        )
+        assert (await env.send(submit)).status in {200, 202}
+        [stored] = await env.contributions()
+        assert not stored.anonymous
+        assert stored.author is not None and stored.author.id == "29:1fatima"
 
 
 # --- sharing a success --------------------------------------------------------------------------

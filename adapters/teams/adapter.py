@@ -19,9 +19,13 @@ What people see, and where (Teams has no ephemeral messages in channels):
   answer to a message, but the button's click (`task/fetch`) opens the form as a dialog. (A
   form card sent there as a whole, as older versions did, is still updated in place when it is
   submitted: with the errors, or with the confirmation.)
-* A card Boeket posted with buttons (a prompt) is remembered; when a dialog opened from it is
-  completed, the card is updated in place with a "received" line — never with the answer, nor
-  who gave it.
+* A prompt's card holds the answer form itself (`Button.inline`): anyone in the channel types
+  an answer there and sends it, without a dialog; the answer's button still opens the full
+  form in a dialog. Teams sends such a submit as a message: the confirmation, or what was wrong
+  with the answer, goes to the person's 1:1 chat.
+* A card Boeket posted with buttons (a prompt) is remembered; each new answer through it (its
+  own form or its dialog) updates it in place with a "N answers received" line — never with
+  the answer, nor who gave it. Its inputs stay, so the rest of the channel can still answer.
 
 Proactive posts use the conversation reference stored when Boeket was installed in the team (or
 first heard in a channel). The SDK neither paces nor retries: `delivery` does both, and a 403
@@ -83,6 +87,7 @@ from bot.messages import (
     Event,
     FormDone,
     FormErrors,
+    FormEvent,
     Message,
     Response,
     ShowForm,
@@ -94,6 +99,7 @@ PLATFORM = "teams"
 MESSAGES_PATH = "/api/messages"
 MAX_BODY = 256 * 1024
 MARK_SECONDS = 3.0  # at most this long marking a card received, inside a dialog's 5 s
+MAX_REMEMBERED_ANSWERS = 1000  # per card: which submits were counted, so a retry is not
 log = logging.getLogger(__name__)
 
 INSTALL_ADVICE = (
@@ -183,13 +189,18 @@ class TeamsAdapter:
         state: StateStorePort,
         clock: Clock,
         received_text: str = "Ontvangen.",
+        received_count: Callable[[int], str] | None = None,
+        not_saved_text: str = "Je antwoord is nog niet opgeslagen:",
         title: str = "Boeket",
     ) -> None:
         self._settings = settings
         self._state = state
         self._clock = clock
         self._received = received_text
+        self._received_count = received_count
+        self._not_saved = not_saved_text
         self._title = title
+        self._card_locks: dict[str, asyncio.Lock] = {}
         self._handler: EventHandler | None = None
         self._remembered: set[str] = set()
         self._pacer = Pacer(settings.limits)
@@ -328,6 +339,7 @@ class TeamsAdapter:
     def _register(self) -> None:
         self.app.activity(["conversationUpdate", "installationUpdate"])(self._on_update)
         self.app.adaptive_card.action_submit(cards.FORM_VERB)(self._on_card_submit)
+        self.app.adaptive_card.action_submit(cards.INLINE_VERB)(self._on_inline_submit)
         self.app.activity("message", rank=RouteRank.LAST)(self._on_message)
         tasks = self._teams.task_modules
         tasks.fetch()(self._on_task)
@@ -388,6 +400,44 @@ class TeamsAdapter:
                 card = cards.message_card(response.confirmation)
                 await self._update_card(client, conversation, card_id, card, activity)
                 return
+        await self._answer_in_chat(context, activity, response)
+
+    async def _on_inline_submit(self, context: TurnContext, state: TurnState, data: object) -> None:
+        """An answer typed in a posted card (the prompt's own form), submitted as a message.
+
+        Stored once per submit (Teams may deliver it twice); the card then shows one more answer
+        received, and the person gets the confirmation — or, when the answer cannot be stored
+        (empty, too long), what was wrong and a button that opens the form again with what they
+        typed — in their 1:1 chat, since Teams has no private message in a channel.
+        """
+        activity = _activity_json(context)
+        await self._remember(context, activity)
+        event = cards.interaction_event(activity)
+        if not isinstance(event, FormEvent):
+            return
+        response = await self._handle(event)
+        if isinstance(response, FormErrors):
+            form = cards.inline_form(data if isinstance(data, dict) else {})
+            if form is None:
+                return
+            card = cards.open_form_card(
+                form,
+                channel=event.channel.channel,
+                values=event.values,
+                errors=list(response.errors.values()),
+                heading=self._not_saved,
+            )
+            outgoing = {
+                "type": "message",
+                "summary": self._not_saved,
+                "attachments": [cards.card_attachment(card)],
+            }
+            await self._to_person(context, activity, outgoing)
+            return
+        if isinstance(response, FormDone):
+            card_id = cards.card_message_id(activity)
+            if await self._posted_card(card_id, event.channel.channel):
+                await self._mark_received(context, activity, card_id, event.submission_id)
         await self._answer_in_chat(context, activity, response)
 
     async def _on_task(
@@ -457,8 +507,8 @@ class TeamsAdapter:
                 return cards.dialog_response(form.title, card)
             case FormDone(confirmation=message):
                 origin = cards.routing_card(data)
-                if origin:
-                    await self._mark_received(context, activity, origin)
+                if origin and isinstance(event, FormEvent):
+                    await self._mark_received(context, activity, origin, event.submission_id)
                 return cards.dialog_response(title, cards.message_card(message))
             case Ephemeral(message=message) | ShowHome(message=message):
                 return cards.dialog_response(title, cards.message_card(message))
@@ -467,10 +517,10 @@ class TeamsAdapter:
     # --- posted cards that show they were answered --------------------------------------------
 
     async def _remember_card(self, posted: PostedMessage, message: Message) -> None:
-        """Keep a posted card with buttons, to mark it received when its dialog is completed."""
+        """Keep a posted card with buttons, to show on it how many answers came in through it."""
         if not any(isinstance(b, Actions) and b.buttons for b in message.blocks):
             return
-        stored = await self._state.get(f"card:{posted.message_id}")
+        stored = await self._state.get(f"card:{posted.message_id}") or {}
         await self._state.put(
             f"card:{posted.message_id}",
             {
@@ -478,10 +528,19 @@ class TeamsAdapter:
                 "workspace": posted.channel.workspace,
                 "thread": posted.thread_id,
                 "card": cards.message_card(message),
-                "received": bool(stored and stored.get("received")),
+                "received": bool(stored.get("received")),
+                "count": int(stored.get("count") or 0),
+                "answers": list(stored.get("answers") or []),
             },
             self._clock.now(),
         )
+
+    def _received_line(self, stored: Mapping[str, Any]) -> str | None:
+        """The line a posted card shows under its text once answers came in, or None."""
+        count = int(stored.get("count") or 0)
+        if count and self._received_count is not None:
+            return self._received_count(count)
+        return self._received if count or stored.get("received") else None
 
     async def _posted_card(self, message_id: str, channel: str) -> str:
         """`message_id` when it is a card Boeket posted in `channel`, else ""."""
@@ -491,36 +550,52 @@ class TeamsAdapter:
         return message_id if stored is not None and stored.get("channel") == channel else ""
 
     async def _mark_received(
-        self, context: TurnContext, activity: Mapping[str, Any], message_id: str
+        self, context: TurnContext, activity: Mapping[str, Any], message_id: str, submission: str
     ) -> None:
-        """Update the posted card in place with a "received" line, the first time.
+        """Count one more answer on the posted card and update it in place with the count.
 
-        The answer is stored already: a failure here is logged, and the dialog still confirms.
-        Bounded in time, since Teams wants the dialog's answer within a few seconds.
+        `submission` is the answer's own key: a submit delivered again is not counted again,
+        and the card is not sent again for it. The answer is stored already: a failed update is
+        logged and the person is still thanked. Bounded in time, since Teams wants a dialog's
+        answer within a few seconds. Answers on one replica are counted one at a time; two
+        replicas counting on the same card in the same instant may miss one until the next.
         """
-        stored = await self._state.get(f"card:{message_id}")
-        channel = cards.channel_of(activity)
-        if stored is None or stored.get("channel") != channel or stored.get("received"):
-            return
-        posted = PostedMessage(
-            ChannelRef(PLATFORM, channel, str(stored.get("workspace") or "")),
-            message_id,
-            str(stored.get("thread") or message_id),
-        )
-        card = cards.received_card(stored["card"], self._received)
-        try:
-            await asyncio.wait_for(
-                self._update_card(
-                    self._client(context), self._thread(posted), message_id, card, activity
-                ),
-                timeout=MARK_SECONDS,
+        lock = self._card_locks.setdefault(message_id, asyncio.Lock())
+        async with lock:
+            stored = await self._state.get(f"card:{message_id}")
+            channel = cards.channel_of(activity)
+            if stored is None or stored.get("channel") != channel:
+                return
+            answers = [str(a) for a in stored.get("answers") or []]
+            if submission in answers:
+                return
+            count = int(stored.get("count") or 0) + 1
+            stored = {
+                **stored,
+                "received": True,
+                "count": count,
+                "answers": [*answers, submission][-MAX_REMEMBERED_ANSWERS:],
+            }
+            await self._state.put(f"card:{message_id}", stored, self._clock.now())
+            posted = PostedMessage(
+                ChannelRef(PLATFORM, channel, str(stored.get("workspace") or "")),
+                message_id,
+                str(stored.get("thread") or message_id),
             )
-        except Exception as exc:
-            log.warning(
-                "Teams: could not mark card %s as received (%s)", message_id, type(exc).__name__
-            )
-            return
-        await self._state.put(f"card:{message_id}", {**stored, "received": True}, self._clock.now())
+            card = cards.received_card(stored["card"], self._received_line(stored) or "")
+            try:
+                await asyncio.wait_for(
+                    self._update_card(
+                        self._client(context), self._thread(posted), message_id, card, activity
+                    ),
+                    timeout=MARK_SECONDS,
+                )
+            except Exception as exc:
+                log.warning(
+                    "Teams: could not mark card %s as received (%s)",
+                    message_id,
+                    type(exc).__name__,
+                )
 
     async def _answer_in_chat(
         self, context: TurnContext, activity: Mapping[str, Any], response: Response
@@ -543,6 +618,12 @@ class TeamsAdapter:
                 outgoing = cards.message_activity(message)
             case _:
                 return
+        await self._to_person(context, activity, outgoing)
+
+    async def _to_person(
+        self, context: TurnContext, activity: Mapping[str, Any], outgoing: Mapping[str, Any]
+    ) -> None:
+        """Send `outgoing` to the person who acted, in their 1:1 chat with Boeket."""
         client = self._client(context)
         person = cards.person_of(activity)
         bot = dict(activity.get("recipient") or {})
@@ -809,8 +890,9 @@ class TeamsAdapter:
         await self._remember_card(posted, message)
         stored = await self._state.get(f"card:{posted.message_id}")
         card = cards.message_card(message)
-        if stored is not None and stored.get("received"):
-            card = cards.received_card(card, self._received)
+        line = self._received_line(stored) if stored is not None else None
+        if line is not None:
+            card = cards.received_card(card, line)
         conversation = self._thread(posted)
 
         async def call(client: ConnectorClientBase, reference: dict[str, Any]) -> None:

@@ -23,6 +23,10 @@ Buttons are `Action.Submit` with `data.msteams.type = "task/fetch"`: a click arr
 sees — Teams has no ephemeral messages, and this is the one private answer a click can get.
 The button's own data is `{"verb": action_id, "value": value}`, the shape the SDK's
 `adaptive_card.action_submit(verb)` routes on when the same card is submitted as a message.
+
+A button may come with a short form (`Button.inline`, the prompt's answer): its inputs go in
+the card itself, with a plain `Action.Submit` that Teams sends as a message activity whose
+`value` holds the inputs. Anyone in the channel can answer there without opening a dialog.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ FORM_VERB = "boeket.form"
 FORM_KEY = "boeket_form"  # the hidden routing data of a form's submit action
 OPEN_VERB = "boeket.open"
 OPEN_KEY = "boeket_open"  # the hidden data of a button that opens a form in a dialog
+INLINE_VERB = "boeket.inline"
+INLINE_KEY = "boeket_inline"  # the hidden routing data of a form shown in a posted card
+INLINE_ID = "boeket-inline"  # the Container that holds that form's inputs
 COMMANDS = frozenset({"deel", "share", "help", "hulp"})
 SHARE_COMMAND_ID = "deel"  # the message extension's action command (manifest.py)
 
@@ -73,7 +80,7 @@ CARD_BUDGET = 24_000
 included; past this budget the text is cut at a word, the rest gives way to "…", and the
 buttons stay."""
 
-_RESERVED = frozenset({FORM_KEY, OPEN_KEY, "verb", "value", "msteams"})
+_RESERVED = frozenset({FORM_KEY, OPEN_KEY, INLINE_KEY, "verb", "value", "msteams"})
 
 # --- text --------------------------------------------------------------------------------------
 
@@ -185,20 +192,59 @@ def _elements(block: Block) -> list[dict[str, Any]]:
         case Divider():
             return [{"type": "Container", "separator": True, "spacing": "Medium", "items": []}]
         case Actions(buttons=buttons):
-            actions = []
+            inline = next((b.inline for b in buttons if b.inline is not None), None)
+            out = [] if inline is None else [_inline_inputs(inline)]
+            actions = [] if inline is None else [_inline_submit(inline)]
             for b in buttons:
                 action: dict[str, Any] = {
                     "type": "Action.Submit",
                     "title": _cut(b.label, MAX_BUTTON) or ELLIPSIS,
                     "data": _button_data(b.action_id, b.value),
                 }
-                if b.style == "primary":
+                if inline is not None:
+                    # Teams checks a card's required inputs before any submit: a button that
+                    # opens a dialog must not wait for the answer typed next to it.
+                    action["associatedInputs"] = "none"
+                elif b.style == "primary":
                     action["style"] = "positive"
-                elif b.style == "danger":
+                if b.style == "danger":
                     action["style"] = "destructive"
                 actions.append(action)
-            return [{"type": "ActionSet", "actions": actions}] if actions else []
+            if actions:
+                out.append({"type": "ActionSet", "actions": actions})
+            return out
     raise TypeError(f"unknown block {block!r}")  # pragma: no cover
+
+
+def _inline_inputs(form: Form) -> dict[str, Any]:
+    """The inputs of a form shown in a posted card, in one Container that `_fit` keeps whole."""
+    _check_names(form)
+    items: list[dict[str, Any]] = []
+    if form.intro.strip():
+        items.append(_text_block(_person_text(form.intro), size="Small", isSubtle=True))
+    for field in form.fields:
+        element = _input(field, field.initial)
+        if element is None:
+            continue
+        if field.kind == "select" and not field.required:
+            element["placeholder"] = ELLIPSIS  # nothing chosen is an answer: "my own default"
+        items.append(element)
+        if field.hint.strip() and field.kind != "checkbox":
+            items.append(_text_block(_person_text(field.hint), size="Small", isSubtle=True))
+    return {"type": "Container", "id": INLINE_ID, "items": items}
+
+
+def _inline_submit(form: Form) -> dict[str, Any]:
+    """The submit of a form in a posted card: a plain `Action.Submit`, which Teams delivers as
+    a message activity whose `value` holds the inputs and this data. The data names no person
+    and no submission: the card is the same for everyone in the channel."""
+    routing = {"form": form.form_id, "meta": dict(form.meta), "spec": form_spec(form)}
+    return {
+        "type": "Action.Submit",
+        "title": _cut(form.submit_label, MAX_BUTTON) or ELLIPSIS,
+        "style": "positive",
+        "data": {"verb": INLINE_VERB, INLINE_KEY: routing},
+    }
 
 
 def _card(
@@ -243,16 +289,21 @@ def _shorten_to(element: dict[str, Any], room: int) -> dict[str, Any] | None:
     return None
 
 
+def _answers(element: dict[str, Any]) -> bool:
+    """Whether `element` is how people answer (buttons, a form's inputs): never cut."""
+    return element["type"] == "ActionSet" or element.get("id") == INLINE_ID
+
+
 def _fit(body: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     """The body cut to `budget` bytes: text in order as long as it fits, then "…"; every
-    ActionSet is kept, since buttons are how people answer."""
+    ActionSet and a form's inputs are kept, since that is how people answer."""
     marker = _text_block(ELLIPSIS, isSubtle=True)
-    fixed = sum(_size(e) + 1 for e in body if e["type"] == "ActionSet")
+    fixed = sum(_size(e) + 1 for e in body if _answers(e))
     room = budget - _size(_card([])) - fixed - _size(marker) - 1
     kept: list[dict[str, Any]] = []
     cut = False
     for element in body:
-        if element["type"] == "ActionSet":
+        if _answers(element):
             kept.append(element)  # in place; after the cut, right after the "…"
             continue
         if cut:
@@ -304,6 +355,12 @@ def message_activity(message: Message) -> dict[str, Any]:
 # --- forms → dialog cards ----------------------------------------------------------------------
 
 
+def _check_names(form: Form) -> None:
+    names = [f.name for f in form.fields]
+    if len(set(names)) != len(names) or _RESERVED & set(names):
+        raise ValueError(f"field names must be unique and not one of {sorted(_RESERVED)}: {names}")
+
+
 def form_card(
     form: Form,
     *,
@@ -325,9 +382,7 @@ def form_card(
     """
     values = values or {}
     errors = errors or {}
-    names = [f.name for f in form.fields]
-    if len(set(names)) != len(names) or _RESERVED & set(names):
-        raise ValueError(f"field names must be unique and not one of {sorted(_RESERVED)}: {names}")
+    _check_names(form)
     body: list[dict[str, Any]] = []
     if form.intro.strip():
         body.append(_text_block(_person_text(form.intro)))
@@ -361,17 +416,40 @@ def form_card(
     return _card(body, [submit])
 
 
-def open_form_card(form: Form, *, channel: str) -> dict[str, Any]:
+def open_form_card(
+    form: Form,
+    *,
+    channel: str,
+    values: Mapping[str, str] | None = None,
+    errors: Sequence[str] = (),
+    heading: str = "",
+) -> dict[str, Any]:
     """A card with one button that opens `form` in a dialog, for a form asked for in a message.
 
-    A bot cannot open a dialog in answer to a typed message (the command menu's `deel`); a
-    button whose data says `msteams.type = "task/fetch"` can: its click arrives as a
-    `task/fetch` invoke, answered with the dialog. The form travels in the button's data, like
-    `form_spec` in a submit, so whichever replica gets the click opens the same form, with what
-    the person already typed. `channel` is where the form was asked for.
+    A bot cannot open a dialog in answer to a typed message (the command menu's `deel`, a
+    form submitted in a posted card); a button whose data says `msteams.type = "task/fetch"`
+    can: its click arrives as a `task/fetch` invoke, answered with the dialog. The form travels
+    in the button's data, like `form_spec` in a submit, so whichever replica gets the click
+    opens the same form, with what the person already typed (`values`, else the fields'
+    initial values). `channel` is where the form was asked for. `heading` and `errors` say
+    why the form comes back: what was wrong with it.
     """
-    intro = form.intro.strip() or form.title
-    values = {f.name: f.initial for f in form.fields if f.initial}
+    body: list[dict[str, Any]] = []
+    if heading.strip():
+        body.append(_text_block(_person_text(heading, MAX_TITLE), weight="Bolder"))
+    body += [
+        _text_block(_person_text(error), color="Attention", spacing="Small")
+        for error in errors
+        if error.strip()
+    ]
+    if not body:
+        body.append(_text_block(_person_text(form.intro.strip() or form.title)))
+    names = {f.name for f in form.fields}
+    values = (
+        {k: v for k, v in values.items() if k in names and v}
+        if values is not None
+        else {f.name: f.initial for f in form.fields if f.initial}
+    )
     routing = {
         "form": form.form_id,
         "meta": dict(form.meta),
@@ -385,7 +463,7 @@ def open_form_card(form: Form, *, channel: str) -> dict[str, Any]:
         "style": "positive",
         "data": {"verb": OPEN_VERB, "msteams": {"type": "task/fetch"}, OPEN_KEY: routing},
     }
-    return _card([_text_block(_person_text(intro))], [button])
+    return _card(body, [button])
 
 
 def opened_form(data: Mapping[str, Any]) -> tuple[Form, str, dict[str, str]] | None:
@@ -668,6 +746,36 @@ def form_routing(data: Mapping[str, Any]) -> tuple[str, dict[str, str], str, str
     return form_id, dict(meta), sid, channel if isinstance(channel, str) else ""
 
 
+def inline_form(data: Mapping[str, Any]) -> Form | None:
+    """The form a posted card's inline submit came from, rebuilt from its spec; None if the
+    data is not such a submit, or is damaged."""
+    routing = data.get(INLINE_KEY)
+    if data.get("verb") != INLINE_VERB or not isinstance(routing, dict):
+        return None
+    form_id, meta = routing.get("form"), routing.get("meta")
+    if not isinstance(form_id, str) or not form_id or not isinstance(meta, dict):
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        return None
+    return form_from_spec(form_id, meta, routing.get("spec"))
+
+
+def inline_submission_key(activity: Mapping[str, Any]) -> str:
+    """The id of one inline submit, or "" when Teams sent no activity id.
+
+    Teams gives every activity in a conversation its own id and sends that id again when it
+    delivers the same submit again, so the same submit is stored once. The card is the same for
+    everyone, so unlike a dialog's `submission_key` there is no random id to mix in; the key is
+    built without the person's id, so an anonymous answer's key names nobody.
+    """
+    activity_id = _dig(activity, "id")
+    if not activity_id:
+        return ""
+    conversation, _ = conversation_root(_dig(activity, "conversation", "id"))
+    digest = hashlib.sha256(f"inline\x00{conversation}\x00{activity_id}".encode()).hexdigest()
+    return f"i{digest[:40]}"
+
+
 def routing_card(data: Mapping[str, Any]) -> str:
     """The id of the posted card a form's dialog was opened from, or ""."""
     card = _dig(data, FORM_KEY, "k")
@@ -726,15 +834,30 @@ def submit_data(activity: Mapping[str, Any]) -> dict[str, Any] | None:
 def interaction_event(activity: Mapping[str, Any]) -> ButtonEvent | FormEvent | None:
     """A click or a form submit, from a message with `value`, `task/fetch` or `task/submit`.
 
-    A form's `submission_id` comes from the person's id and the form's random id: the same for a
-    double click and for a resubmit after errors, never shared between two people, and without
-    the person's id in it (`submission_key`).
+    A dialog's `submission_id` comes from the person's id and the form's random id: the same for
+    a double click and for a resubmit after errors, never shared between two people, and without
+    the person's id in it (`submission_key`). A form in a posted card is submitted as a message;
+    its `submission_id` comes from that message's id (`inline_submission_key`).
     """
     data = submit_data(activity)
     person = person_of(activity)
     if data is None or not person.id:
         return None
     channel = _channel_ref(activity)
+    inline = inline_form(data)
+    if inline is not None:
+        submission = inline_submission_key(activity)
+        if not submission or activity.get("type") != "message":
+            return None
+        return FormEvent(
+            submission_id=submission,
+            form_id=inline.form_id,
+            channel=channel,
+            person=person,
+            values=submit_values(data),
+            meta=dict(inline.meta),
+            workspace=channel.workspace,
+        )
     routing = form_routing(data)
     if routing is not None:
         form_id, meta, sid, form_channel = routing
