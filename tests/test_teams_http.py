@@ -52,6 +52,7 @@ from storage.repositories import (
 from tests.conftest import SHARED
 from tests.fakes.microsoft_login import KID, FakeLogin, new_key
 from tests.fakes.teams_connector import FakeConnector
+from tests.test_observability import samples
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teams"
 ORG = "ziekenhuis-de-linde"
@@ -981,14 +982,21 @@ async def test_a_click_on_a_stale_suggestion_is_answered_without_a_crash(
 # --- rate limits and permanent errors -----------------------------------------------------------
 
 
+async def rate_limited(teams: TeamsEnv) -> float:
+    async with teams.client.get("/metrics") as r:
+        return samples(await r.text())[("boeket_rate_limited_total", (("platform", "teams"),))]
+
+
 async def test_rate_limited_post_arrives_once_after_retry_after(teams: TeamsEnv) -> None:
     await teams.install()
     teams.fake.fail("create", 429, retry_after=1)
+    refused_before = await rate_limited(teams)
     started = time.monotonic()
     await teams.tick(OK_PROMPT_AT)
     assert len(teams.fake.attempts("create")) == 2
     assert len(teams.fake.of("create")) == 1
     assert time.monotonic() - started >= 1.0
+    assert await rate_limited(teams) == refused_before + 1  # an admin sees it in /metrics
     occ = await OccurrenceRepository(teams.db).get(ORG, "ok", Step.PROMPT, date(2027, 3, 2))
     assert occ is not None and occ.status is OccurrenceStatus.SENT
 
