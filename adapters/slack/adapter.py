@@ -806,10 +806,11 @@ class SlackAdapter:
             await ack(**translate.form_errors(response.errors))
             return
         await ack()
+        # After the answer to Slack: a confirmation waits its turn in the channel's pacing.
         if isinstance(response, FormDone):
-            await self.notify(event.channel, event.person, response.confirmation)
+            self._later(self.notify(event.channel, event.person, response.confirmation))
         elif isinstance(response, Ephemeral):
-            await self.notify(event.channel, event.person, response.message)
+            self._later(self.notify(event.channel, event.person, response.message))
 
 
 def _with_person[E](event: E, person: Person) -> E:
