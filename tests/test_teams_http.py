@@ -25,6 +25,7 @@ import yaml
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.teams.adapter import TeamsAdapter
 from adapters.teams.settings import TeamsSettings
 from bot.app import Boeket, build, web_app
 from bot.clock import ManualClock
@@ -132,6 +133,12 @@ class TeamsEnv:
     async def tick(self, moment: datetime) -> None:
         self.clock.set(moment)
         await self.boeket.cycle.tick()
+
+    async def settle(self) -> None:
+        """Wait for what the adapter does after its answers (a card's answer count)."""
+        adapter = self.boeket.adapters["teams"]
+        assert isinstance(adapter, TeamsAdapter)
+        await adapter.settle()
 
     async def contributions(self) -> list[Any]:
         return await ContributionRepository(self.db).all(ORG)
@@ -417,6 +424,7 @@ async def test_a_dialog_answer_marks_the_prompt_card_received_without_the_answer
     card = dialog_card(await open_answer_dialog(teams, root))
     bad = await teams.send(task_submit(teams, root, submit_data(card, text="")))
     again = dialog_card(await bad.json())
+    await teams.settle()
     assert teams.fake.attempts("update") == []  # nothing was received yet
     teams.fake.fail("update", 429, retry_after=1)  # Teams is busy: the update arrives once
     answer = "Mijn anonieme zorg over de overdracht."
@@ -424,6 +432,7 @@ async def test_a_dialog_answer_marks_the_prompt_card_received_without_the_answer
     response = await teams.send(task_submit(teams, root, good))
     assert response.status == 200
     assert card_problems(dialog_card(await response.json())) == []
+    await teams.settle()
     [update] = teams.fake.of("update")
     assert len(teams.fake.attempts("update")) == 2
     assert update.conversation == f"{OK_CHANNEL};messageid={root}"
@@ -442,6 +451,7 @@ async def test_a_dialog_answer_marks_the_prompt_card_received_without_the_answer
 
     # The same dialog submitted again: stored once, counted once.
     assert (await teams.send(task_submit(teams, root, good))).status == 200
+    await teams.settle()
     assert len(teams.fake.of("update")) == 1
 
     # A second person's named answer: stored, and the count goes up, without a name.
@@ -450,6 +460,7 @@ async def test_a_dialog_answer_marks_the_prompt_card_received_without_the_answer
     response = await teams.send(task_submit(teams, root, named, user="jeroen"))
     assert response.status == 200
     assert len(await teams.contributions()) == 2
+    await teams.settle()
     _, second = teams.fake.of("update")
     assert "✓ 2 antwoorden ontvangen" in [e.get("text") for e in card_of(second)["body"]]
     assert "Jeroen" not in json.dumps([c.body for c in teams.fake.of("update")])
@@ -482,6 +493,7 @@ async def test_a_dialog_cannot_mark_a_card_in_another_channel(teams: TeamsEnv) -
     good["boeket_form"]["k"] = "1600000000000"  # a card id Boeket never posted here
     assert (await teams.send(task_submit(teams, root, good))).status == 200
     assert len(await teams.contributions()) == 1
+    await teams.settle()
     assert teams.fake.attempts("update") == []
 
 
@@ -543,6 +555,7 @@ async def test_an_answer_typed_in_the_prompt_card_is_stored_once_and_counted_on_
     assert stored.anonymous and stored.author is None
     assert stored.source is Source.FORM and stored.shareable
     # The card is updated in place, once: the count, and the form stays for the others.
+    await teams.settle()
     [update] = teams.fake.of("update")
     assert update.conversation == f"{OK_CHANNEL};messageid={root}"
     assert update.activity_id == root
@@ -577,9 +590,32 @@ async def test_an_answer_typed_in_the_prompt_card_is_stored_once_and_counted_on_
     second = contributions[1]
     assert second.author is not None and second.author.name == "Jeroen de Vries"
     assert not second.anonymous and not second.shareable
+    await teams.settle()
     _, latest = teams.fake.of("update")
     assert received_lines(card_of(latest)) == ["✓ 2 antwoorden ontvangen"]
     assert "Jeroen" not in json.dumps(latest.body, ensure_ascii=False)
+
+
+async def test_answers_while_the_card_is_being_updated_are_shown_in_one_more_update(
+    teams: TeamsEnv,
+) -> None:
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    prompt_card = card_of(teams.prompt_post())
+    teams.fake.fail("update", 429, retry_after=1)  # the first update has to wait a second
+    people = ("fatima", "jeroen", "fatima")
+    for n, user in enumerate(people):
+        submit = inline_submit(
+            teams, root, prompt_card, activity_id=f"17000003000{n}", user=user, text=f"Les {n}."
+        )
+        response = await teams.send(submit)  # answered at once, not after the update
+        assert response.status in {200, 202}, await response.text()
+    assert len(await teams.contributions()) == 3
+    await teams.settle()
+    updates = teams.fake.of("update")
+    assert 1 <= len(updates) <= 2  # not one per answer
+    assert received_lines(card_of(updates[-1])) == ["✓ 3 antwoorden ontvangen"]
 
 
 async def test_an_empty_or_oversized_answer_in_the_card_stores_nothing_and_says_why(
@@ -595,6 +631,7 @@ async def test_an_empty_or_oversized_answer_in_the_card_stores_nothing_and_says_
     big = inline_submit(teams, root, prompt_card, activity_id="1700000200400", text=too_long)
     assert (await teams.send(big)).status in {200, 202}
     assert await teams.contributions() == []
+    await teams.settle()
     assert teams.fake.attempts("update") == []  # nothing was received
     empty_note, long_note = personal_sends(teams)
     for note in (empty_note, long_note):
@@ -803,6 +840,7 @@ async def test_command_menu_deel_opens_the_share_dialog_from_a_button(teams: Tea
     assert share.goal_id == "gezond-werken"
     assert share.author is not None and share.author.name == "Fatima el Amrani"
     # Everything happened in the dialog: nothing more in any chat or channel.
+    await teams.settle()
     assert len(teams.fake.of("send")) == 1 and teams.fake.attempts("update") == []
 
 
@@ -829,6 +867,7 @@ async def test_a_form_card_submitted_in_the_1on1_chat_is_updated_in_place(
         card, what="Samen plannen werkt.", preconditions="Iedereen aan tafel.", anonymous="false"
     )
     assert (await teams.send(submit)).status in {200, 202}
+    await teams.settle()
     [update] = teams.fake.of("update")
     assert update.conversation == "a:1personal-29:1fatima"
     assert update.activity_id == "1700000000999"
@@ -963,6 +1002,7 @@ async def test_a_lesson_travels_to_another_teams_channel_with_its_three_buttons(
     ]
     assert home and "Kees" in json.dumps(card_of(home[-1]), ensure_ascii=False)
     # The clicks are answers only the clicker sees: the suggestion card itself is unchanged.
+    await travel.settle()
     assert travel.fake.attempts("update") == []
 
 

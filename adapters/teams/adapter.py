@@ -98,7 +98,6 @@ from bot.ports import Clock, EventHandler, PermanentDeliveryError
 PLATFORM = "teams"
 MESSAGES_PATH = "/api/messages"
 MAX_BODY = 256 * 1024
-MARK_SECONDS = 3.0  # at most this long marking a card received, inside a dialog's 5 s
 MAX_REMEMBERED_ANSWERS = 1000  # per card: which submits were counted, so a retry is not
 log = logging.getLogger(__name__)
 
@@ -201,6 +200,8 @@ class TeamsAdapter:
         self._not_saved = not_saved_text
         self._title = title
         self._card_locks: dict[str, asyncio.Lock] = {}
+        self._cards_to_refresh: set[str] = set()
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._handler: EventHandler | None = None
         self._remembered: set[str] = set()
         self._pacer = Pacer(settings.limits)
@@ -257,7 +258,13 @@ class TeamsAdapter:
                 "Teams: listening at %s for tenant %s", MESSAGES_PATH, self._settings.tenant_id
             )
 
+    async def settle(self) -> None:
+        """Wait until the cards that show a new answer count are updated."""
+        while self._refreshing:
+            await asyncio.gather(*list(self._refreshing.values()), return_exceptions=True)
+
     async def stop(self) -> None:
+        await self.settle()
         await self._http.close()
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -437,7 +444,7 @@ class TeamsAdapter:
         if isinstance(response, FormDone):
             card_id = cards.card_message_id(activity)
             if await self._posted_card(card_id, event.channel.channel):
-                await self._mark_received(context, activity, card_id, event.submission_id)
+                await self._mark_received(activity, card_id, event.submission_id)
         await self._answer_in_chat(context, activity, response)
 
     async def _on_task(
@@ -508,7 +515,7 @@ class TeamsAdapter:
             case FormDone(confirmation=message):
                 origin = cards.routing_card(data)
                 if origin and isinstance(event, FormEvent):
-                    await self._mark_received(context, activity, origin, event.submission_id)
+                    await self._mark_received(activity, origin, event.submission_id)
                 return cards.dialog_response(title, cards.message_card(message))
             case Ephemeral(message=message) | ShowHome(message=message):
                 return cards.dialog_response(title, cards.message_card(message))
@@ -550,15 +557,15 @@ class TeamsAdapter:
         return message_id if stored is not None and stored.get("channel") == channel else ""
 
     async def _mark_received(
-        self, context: TurnContext, activity: Mapping[str, Any], message_id: str, submission: str
+        self, activity: Mapping[str, Any], message_id: str, submission: str
     ) -> None:
-        """Count one more answer on the posted card and update it in place with the count.
+        """Count one more answer on the posted card; the card shows the count soon after.
 
-        `submission` is the answer's own key: a submit delivered again is not counted again,
-        and the card is not sent again for it. The answer is stored already: a failed update is
-        logged and the person is still thanked. Bounded in time, since Teams wants a dialog's
-        answer within a few seconds. Answers on one replica are counted one at a time; two
-        replicas counting on the same card in the same instant may miss one until the next.
+        `submission` is the answer's own key: a submit delivered again is not counted again.
+        The update itself happens after the turn's answer (`_refresh_card`): Teams paces
+        updates per conversation, and a dialog's answer must not wait for them. Answers on one
+        replica are counted one at a time; two replicas counting on the same card in the same
+        instant may miss one until the next.
         """
         lock = self._card_locks.setdefault(message_id, asyncio.Lock())
         async with lock:
@@ -569,30 +576,54 @@ class TeamsAdapter:
             answers = [str(a) for a in stored.get("answers") or []]
             if submission in answers:
                 return
-            count = int(stored.get("count") or 0) + 1
             stored = {
                 **stored,
                 "received": True,
-                "count": count,
+                "count": int(stored.get("count") or 0) + 1,
                 "answers": [*answers, submission][-MAX_REMEMBERED_ANSWERS:],
             }
             await self._state.put(f"card:{message_id}", stored, self._clock.now())
+        if not lock.locked():
+            self._card_locks.pop(message_id, None)
+        self._cards_to_refresh.add(message_id)
+        if message_id not in self._refreshing:
+            task = asyncio.ensure_future(self._refresh_card(message_id))
+            self._refreshing[message_id] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(message_id, None))
+
+    async def _refresh_card(self, message_id: str) -> None:
+        """Update a posted card in place with its latest answer count.
+
+        Answers that come in while an update is on its way are shown by one more update, not one
+        each: a busy channel's card changes a few times, not once per answer.
+        """
+        while message_id in self._cards_to_refresh:
+            self._cards_to_refresh.discard(message_id)
+            stored = await self._state.get(f"card:{message_id}")
+            if stored is None:
+                return
             posted = PostedMessage(
-                ChannelRef(PLATFORM, channel, str(stored.get("workspace") or "")),
+                ChannelRef(PLATFORM, str(stored["channel"]), str(stored.get("workspace") or "")),
                 message_id,
                 str(stored.get("thread") or message_id),
             )
             card = cards.received_card(stored["card"], self._received_line(stored) or "")
+            conversation = self._thread(posted)
+
+            async def call(
+                client: ConnectorClientBase,
+                reference: dict[str, Any],
+                conversation: str = conversation,
+                card: dict[str, Any] = card,
+            ) -> None:
+                bot = reference.get("bot") or {}
+                await self._update_card(client, conversation, message_id, card, {"recipient": bot})
+
             try:
-                await asyncio.wait_for(
-                    self._update_card(
-                        self._client(context), self._thread(posted), message_id, card, activity
-                    ),
-                    timeout=MARK_SECONDS,
-                )
-            except Exception as exc:
+                await self._proactive(posted.channel, call)
+            except Exception as exc:  # the answer is stored; the count shows on the next one
                 log.warning(
-                    "Teams: could not mark card %s as received (%s)",
+                    "Teams: could not show the answer count on card %s (%s)",
                     message_id,
                     type(exc).__name__,
                 )
