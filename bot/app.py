@@ -16,12 +16,13 @@ from bot.contributions import ContributionService
 from bot.crosspost import Crossposter, LessonTravel
 from bot.cycle import CycleEngine, Texts
 from bot.dashboard import Dashboard
+from bot.digest import ACTIONS as DIGEST_ACTIONS
 from bot.digest import DigestEngine
 from bot.domain import Person
 from bot.embedders import Embedder, LexicalEmbedder, OpenAIEmbedder, build_embedder
 from bot.links import Signer
 from bot.matcher import Matcher
-from bot.messages import Ephemeral, Event, HomeEvent, Message, Response, Section
+from bot.messages import ButtonEvent, Ephemeral, Event, HomeEvent, Message, Response, Section
 from bot.observability import Metrics, metrics_handler, middleware, ready_handler
 from bot.ports import Adapter, Clock
 from bot.privacy import PersonalData
@@ -116,6 +117,8 @@ class Boeket:
             own = await self.selfservice.handle(event)
             if own is not None:
                 return own
+            if isinstance(event, ButtonEvent) and event.action_id.startswith(DIGEST_ACTIONS):
+                return await self.digest.on_button(event)
             return await self.contributions.handle(event)
         except Exception:
             log.exception("handling %s failed", type(event).__name__)
@@ -337,6 +340,7 @@ def build(
             worker=settings.worker_id,
             lease=lease,
             dashboard_link=dashboard.dashboard_link if settings.public_url else None,
+            teller=crossposter,
         ),
         dashboard=dashboard,
         personal=personal,

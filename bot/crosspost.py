@@ -49,7 +49,7 @@ from bot.messages import (
     Section,
 )
 from bot.ports import Adapter, Clock, PermanentDeliveryError
-from bot.privacy import Visibility, person_key
+from bot.privacy import Visibility, name_elsewhere, person_key
 from bot.themes import MAX_THEMES, ThemeTagger
 from bot.vectorindex import Filters
 from storage.repositories import (
@@ -338,12 +338,9 @@ class Crossposter:
         if c.fields.get("effect"):
             blocks.append(Section(c.fields["effect"], title=t(dept, "crosspost.effect")))
         origin = source.name
-        if c.author is not None and not c.anonymous:
-            chosen = await self._settings.get(self.org, c.platform, c.author.id)
-            if chosen.named_elsewhere:
-                origin = t(
-                    dept, "crosspost.origin_named", department=source.name, person=c.author.name
-                )
+        named = await name_elsewhere(self._settings, c)
+        if named:
+            origin = t(dept, "crosspost.origin_named", department=source.name, person=named)
         themes = ", ".join(self._t.theme_title(dept, th) for th in c.themes)
         blocks.append(
             Context(t(dept, "crosspost.origin", origin=origin) + (f" · {themes}" if themes else ""))
@@ -400,22 +397,33 @@ class Crossposter:
                 ),
                 Message(text=text, blocks=(Section(text),)),
             )
+        await self.tell_source(
+            c, "crosspost.talk_source", person=event.person.name, department=here
+        )
+
+    async def tell_source(self, c: Contribution, key: str, **params: object) -> None:
+        """Someone wants to talk about lesson `c`: its own department hears it in its channel.
+
+        `key` is the text, with `{lesson}` (shortened) and the other `params`; its `_named`
+        variant, with `{author}`, is used when the author may be named outside their team.
+        Raises what the platform raises: the caller decides whether the wish may be tried again.
+        """
+        source = self._config.department(c.department_id)
         home = self._adapters.get(source.platform)
-        if home is not None:
-            named = c.author.name if c.author is not None and not c.anonymous else ""
-            key = "crosspost.talk_source_named" if named else "crosspost.talk_source"
-            text = self._t(
-                source,
-                key,
-                person=event.person.name,
-                department=here,
-                author=named,
-                lesson=_shorten(c.fields.get("what", c.text), 200),
-            )
-            await home.post(
-                ChannelRef(source.platform, source.channel, source.workspace),
-                Message(text=text, blocks=(Section(text),)),
-            )
+        if home is None:
+            return
+        named = await name_elsewhere(self._settings, c)
+        text = self._t(
+            source,
+            f"{key}_named" if named else key,
+            author=named,
+            lesson=_shorten(c.fields.get("what", c.text), 200),
+            **params,
+        )
+        await home.post(
+            ChannelRef(source.platform, source.channel, source.workspace),
+            Message(text=text, blocks=(Section(text),)),
+        )
 
     async def translation(self, event: MessageEvent) -> Contribution | None:
         """A reply in a suggestion's thread: the receiving team's translation, stored as its own

@@ -10,6 +10,11 @@ before and posts, in the organisation's language and symbolism:
 - the answers to the `koers` question grouped per organisation goal (double-loop learning);
 - participation per department as a count, alphabetically: never a ranking, never a person.
 
+Each highlighted lesson (and each lesson behind a pattern) gets two buttons, labelled with its
+department: "useful", counted once per person and shown with the lesson's journey on the
+dashboard and in the export, and "let's talk", which tells the lesson's own department who would
+like to talk, once per person, with the author's name only where they agreed to be named.
+
 Who may be quoted follows the same rules as cross-posts: content from a private channel only when
 its department opted in, a person's "don't share" is kept, anonymous answers carry no name. The
 digest names departments, never people. Each week's digest is planned with a unique key and claimed
@@ -23,14 +28,28 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from bot.config import Department, OrgConfig
 from bot.cycle import Texts
 from bot.delivery import post_once
 from bot.domain import ChannelRef, Contribution, Kind, OccurrenceStatus, Source
-from bot.messages import Block, Bullets, Context, Divider, Header, Message, Section
+from bot.messages import (
+    Actions,
+    Block,
+    Bullets,
+    Button,
+    ButtonEvent,
+    Context,
+    Divider,
+    Ephemeral,
+    Header,
+    Message,
+    Response,
+    Section,
+)
 from bot.ports import Adapter, Clock, PermanentDeliveryError
-from bot.privacy import Visibility
+from bot.privacy import Visibility, person_key
 from storage.digests import Connection, Digest, DigestRepository
 
 log = logging.getLogger(__name__)
@@ -47,6 +66,18 @@ PER_PATTERN = 3
 MAX_GOALS = 4
 PER_GOAL = 3
 LINE = 180  # characters of a person's text quoted per line
+ACTIONS = "boeket.digest."
+USEFUL = "boeket.digest.useful"
+TALK = "boeket.digest.talk"
+VOTES = {USEFUL: "useful", TALK: "talk"}
+# Characters of a button label: Teams shows at most 60 (adapters/teams/cards.py), Slack 75.
+BUTTON_LABEL = 60
+
+
+class SourceTeller(Protocol):
+    """Tells a lesson's own department that someone wants to talk about it (bot.crosspost)."""
+
+    async def tell_source(self, c: Contribution, key: str, **params: object) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +122,11 @@ class DigestEngine:
         clock: Clock,
         worker: str,
         dashboard_link: Callable[[], Awaitable[str]] | None = None,
+        teller: SourceTeller | None = None,
         lease: timedelta = LEASE,
     ) -> None:
         self._lease = lease
+        self._teller = teller
         self._config = config
         self._t = texts
         self._digests = digests
@@ -329,6 +362,7 @@ class DigestEngine:
         t = self._t
         week = content.week
         title = t(None, "digest.title")
+        buttoned: set[int] = set()  # lessons that have their buttons already
         blocks: list[Block] = [
             Header(title),
             Context(
@@ -347,11 +381,13 @@ class DigestEngine:
             blocks.append(
                 Section(t(None, "digest.highlights_intro"), title=t(None, "digest.highlights"))
             )
+            blocks.append(Context(t(None, "digest.buttons_hint")))
             for theme, items, more in content.highlights:
                 lines = [self._line(c) for c in items]
                 if more > 0:
                     lines.append(t(None, "digest.more", count=more))
                 blocks.append(Bullets(tuple(lines), title=self._theme_title(theme)))
+                blocks += self._buttons(items, buttoned)
         if content.connections:
             lines = [self._connection(conn, content) for conn in content.connections]
             shown = lines[:MAX_CONNECTIONS]
@@ -374,6 +410,7 @@ class DigestEngine:
                 )
                 if lessons:
                     blocks.append(Bullets(tuple(self._line(c) for c in lessons), title=heading))
+                    blocks += self._buttons(lessons, buttoned)
                 else:
                     blocks.append(Section(heading))
         if content.koers:
@@ -412,6 +449,89 @@ class DigestEngine:
             departments=content.departments_active,
         )
         return Message(text=text, blocks=tuple(blocks))
+
+    def _buttons(self, lessons: list[Contribution], buttoned: set[int]) -> list[Block]:
+        """One row for `lessons`: useful and let's talk for each, labelled with its department
+        (and its first words, where two lessons of one department share the row), never with a
+        person. A lesson that has its buttons higher up gets none again."""
+        fresh = [c for c in lessons if c.id not in buttoned]
+        if not fresh:
+            return []
+        buttoned.update(c.id for c in fresh)
+        departments = Counter(c.department_id for c in fresh)
+        buttons: list[Button] = []
+        for c in fresh:
+            for action_id in (USEFUL, TALK):
+                action = self._t(None, f"digest.{VOTES[action_id]}")
+                department = self._department_name(c.department_id)
+                label = self._t(None, "digest.button", action=action, department=department)
+                if departments[c.department_id] > 1:
+                    room = BUTTON_LABEL - len(label) - 5  # " · ‘" and "’"
+                    label = self._t(
+                        None,
+                        "digest.button_lesson",
+                        action=action,
+                        department=department,
+                        lesson=_first_words(_gist(c), max(room, 8)),
+                    )
+                buttons.append(Button(action_id, _shorten(label, BUTTON_LABEL), value=str(c.id)))
+        return [Actions(tuple(buttons))]
+
+    # --- what people do with the digest's buttons ------------------------------------------
+
+    async def on_button(self, event: ButtonEvent) -> Response:
+        """Useful or let's talk on one of the digest's lessons: kept once per person, and
+        answered only to them; a lesson that is gone meanwhile gets a kind word, no error."""
+        verdict = VOTES.get(event.action_id)
+        if verdict is None or not event.value.isdigit():
+            return None
+        here = await self._department_of(event)
+        c = await self._contribution(int(event.value))
+        try:
+            source = self._config.department(c.department_id) if c is not None else None
+        except KeyError:
+            source = None
+        if c is None or source is None or not _shared(c):
+            return self._say(here, "digest.gone")
+        key = person_key(event.channel.platform, event.person.id)
+        if not await self._digests.vote(self.org, c.id, key, verdict, self._clock.now()):
+            return self._say(here, f"digest.again.{verdict}", department=source.name)
+        if verdict == "talk" and self._teller is not None:
+            who = (
+                self._t(source, "digest.who_from", person=event.person.name, department=here.name)
+                if here is not None and here.id != source.id
+                else event.person.name
+            )
+            try:
+                await self._teller.tell_source(c, "digest.talk_source", who=who)
+            except Exception:
+                # Not passed on: a later click may try again.
+                await self._digests.unvote(self.org, c.id, key, verdict)
+                raise
+        log.info("digest lesson %s: %s", c.id, verdict)
+        return self._say(here, f"digest.thanks.{verdict}", department=source.name)
+
+    async def _department_of(self, event: ButtonEvent) -> Department | None:
+        """The clicker's department, where Boeket can tell: the channel's, the local chat's
+        setting, or where their latest contribution on name came from."""
+        platform, person_id = event.channel.platform, event.person.id
+        dept = self._config.department_for_channel(platform, event.channel.channel)
+        if dept is not None:
+            return dept
+        if platform == "local":
+            person = next((p for p in self._config.local.people if p.id == person_id), None)
+            if person is not None and person.department is not None:
+                return self._config.department(person.department)
+        for c in await self._digests.by_author(self.org, platform, person_id):
+            try:
+                return self._config.department(c.department_id)
+            except KeyError:
+                continue
+        return None
+
+    def _say(self, dept: Department | None, key: str, **params: object) -> Ephemeral:
+        text = self._t(dept, key, **params)
+        return Ephemeral(Message(text=text, blocks=(Section(text),)))
 
     def _date(self, moment: datetime) -> str:
         local = moment.astimezone(self._config.zone_of_organisation())
@@ -469,6 +589,15 @@ def _gist(c: Contribution) -> str:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _first_words(text: str, limit: int) -> str:
+    """As many whole words of `text` as fit in `limit` characters, "…" after a cut."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space > 0 else head).rstrip(" ,.;:") + "…"
 
 
 def _best(items: list[Contribution]) -> list[Contribution]:

@@ -30,7 +30,7 @@ Visible = Callable[[Department], Awaitable[bool]]
 class Stop:
     """One place a contribution travelled to, and what it became there."""
 
-    target: str  # a department's or a theme channel's name
+    target: str  # a department's or a theme channel's name, or the weekly digest
     posted: bool
     verdicts: tuple[str, ...]
     translations: tuple[str, ...]
@@ -159,6 +159,9 @@ async def build_overview(
         kept.append(c)
     journeys = await digests.journeys(org, [c.id for c in kept])
     translations = await digests.translations_of(org, [c.id for c in kept])
+    # The weekly digest is a stop too, when people found a lesson there useful or asked to talk.
+    votes = await digests.votes(org, [c.id for c in kept])
+    digest_stop = texts.for_language(lang)("digest.journey")
     named: dict[tuple[str, str], bool] = {}
     zone = config.zone_of_organisation()
     for c in kept:
@@ -194,6 +197,11 @@ async def build_overview(
                 anonymous=c.anonymous,
                 journey=_journey(
                     config, texts, lang, journeys.get(c.id, []), translations.get(c.id, []), shown
+                )
+                + (
+                    (Stop(digest_stop, posted=True, verdicts=tuple(votes[c.id]), translations=()),)
+                    if c.id in votes
+                    else ()
                 ),
             )
         )

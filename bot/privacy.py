@@ -2,7 +2,8 @@
 
 Content from a private channel never appears in another channel unless its department opted in
 (`share_from_private`). Anonymous contributions carry no name anywhere; that is kept by storage
-(no author is stored) and by the renderers (they show "anonymous").
+(no author is stored) and by the renderers (they show "anonymous"). A named lesson carries its
+author's name outside their team only when they agreed to that (`name_elsewhere`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 
 from bot.config import Department, OrgConfig
-from bot.domain import ChannelRef, Crosspost, OccurrenceStatus, PostedMessage
+from bot.domain import ChannelRef, Contribution, Crosspost, OccurrenceStatus, PostedMessage
 from bot.messages import Message, Section
 from bot.ports import Adapter, Clock
 from storage.privacy import PrivacyRepository
+from storage.repositories import PersonSettingsRepository
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,15 @@ log = logging.getLogger(__name__)
 def person_key(platform: str, person_id: str) -> str:
     """One vote per person without keeping who voted."""
     return hashlib.sha256(f"{platform}:{person_id}".encode()).hexdigest()
+
+
+async def name_elsewhere(settings: PersonSettingsRepository, c: Contribution) -> str:
+    """The author's name as other departments may read it beside their lesson: "" when the
+    lesson is anonymous or the author did not agree to be named outside their team."""
+    if c.author is None or c.anonymous:
+        return ""
+    chosen = await settings.get(c.organisation_id, c.platform, c.author.id)
+    return c.author.name if chosen.named_elsewhere else ""
 
 
 class Visibility:

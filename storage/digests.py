@@ -6,12 +6,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from bot.domain import Contribution, Crosspost, OccurrenceStatus
 from storage.db import Database
 from storage.repositories import _claim, _claimable, _contribution, _crosspost, _insert
-from storage.tables import ContributionRow, CrosspostFeedbackRow, CrosspostRow, DigestRow
+from storage.tables import (
+    ContributionRow,
+    CrosspostFeedbackRow,
+    CrosspostRow,
+    DigestFeedbackRow,
+    DigestRow,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,3 +255,58 @@ class DigestRepository:
                 if known is None or _STRENGTH[verdict] > _STRENGTH[known.verdict]:
                     best[row.id] = Connection(_crosspost(row), str(verdict), at)
         return sorted(best.values(), key=lambda c: c.at)
+
+    # --- what people said of the digest's lessons -----------------------------------------------
+
+    async def vote(
+        self,
+        organisation_id: str,
+        contribution_id: int,
+        person_key: str,
+        verdict: str,
+        now: datetime,
+    ) -> bool:
+        """Keep one click per person, lesson and verdict; True when it is the first."""
+        stmt = (
+            _insert(self._db, DigestFeedbackRow)
+            .values(
+                organisation_id=organisation_id,
+                contribution_id=contribution_id,
+                person_key=person_key,
+                verdict=verdict,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["contribution_id", "person_key", "verdict"])
+        )
+        async with self._db.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def unvote(
+        self, organisation_id: str, contribution_id: int, person_key: str, verdict: str
+    ) -> None:
+        """Take a click back (what it should have set off did not happen: it may be tried again)."""
+        stmt = delete(DigestFeedbackRow).where(
+            DigestFeedbackRow.organisation_id == organisation_id,
+            DigestFeedbackRow.contribution_id == contribution_id,
+            DigestFeedbackRow.person_key == person_key,
+            DigestFeedbackRow.verdict == verdict,
+        )
+        async with self._db.sessions.begin() as session:
+            await session.execute(stmt)
+
+    async def votes(
+        self, organisation_id: str, contribution_ids: list[int]
+    ) -> dict[int, list[str]]:
+        """The digest clicks on each contribution, one verdict per person: sorted, not who."""
+        if not contribution_ids:
+            return {}
+        stmt = select(DigestFeedbackRow.contribution_id, DigestFeedbackRow.verdict).where(
+            DigestFeedbackRow.organisation_id == organisation_id,
+            DigestFeedbackRow.contribution_id.in_(contribution_ids),
+        )
+        out: dict[int, list[str]] = {}
+        async with self._db.sessions() as session:
+            for contribution_id, verdict in (await session.execute(stmt)).all():
+                out.setdefault(int(contribution_id), []).append(str(verdict))
+        return {key: sorted(found) for key, found in out.items()}

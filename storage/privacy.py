@@ -17,6 +17,7 @@ from storage.tables import (
     ContributionRow,
     CrosspostFeedbackRow,
     CrosspostRow,
+    DigestFeedbackRow,
     PersonSettingsRow,
 )
 
@@ -91,8 +92,9 @@ class PrivacyRepository:
         person_keys: Sequence[str],
     ) -> list[int]:
         """Delete the person's contributions (their vectors, suggestions and the votes on those
-        go with them), their votes on the organisation's other suggestions and their settings,
-        in one transaction. Returns the ids of the contributions deleted."""
+        go with them), their votes on the organisation's other suggestions and on its digests'
+        lessons, and their settings, in one transaction. Returns the ids of the contributions
+        deleted."""
         where = [
             ContributionRow.organisation_id == organisation_id,
             ContributionRow.author_id == person_id,
@@ -122,6 +124,14 @@ class PrivacyRepository:
                     .where(
                         CrosspostFeedbackRow.person_key.in_(list(person_keys)),
                         CrosspostFeedbackRow.crosspost_id.in_(own_posts),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                await session.execute(
+                    delete(DigestFeedbackRow)
+                    .where(
+                        DigestFeedbackRow.organisation_id == organisation_id,
+                        DigestFeedbackRow.person_key.in_(list(person_keys)),
                     )
                     .execution_options(synchronize_session=False)
                 )

@@ -191,6 +191,27 @@ class CrosspostFeedbackRow(Base):
     created_at: Mapped[datetime]
 
 
+class DigestFeedbackRow(Base):
+    """A click on a lesson in the weekly digest: useful, or let's talk; once per person each."""
+
+    __tablename__ = "digest_feedback"
+    __table_args__ = (
+        UniqueConstraint(
+            "contribution_id", "person_key", "verdict", name="uq_digest_feedback_person"
+        ),
+        Index("ix_digest_feedback_org", "organisation_id", "person_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(String(64))
+    contribution_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("contributions.id", ondelete="CASCADE")
+    )
+    person_key: Mapped[str] = mapped_column(String(64))  # a hash: the vote, not who voted
+    verdict: Mapped[str] = mapped_column(String(16))  # "useful" or "talk"
+    created_at: Mapped[datetime]
+
+
 class PersonSettingsRow(Base):
     """A person's own choices. Keyed by platform user id; holds no contribution."""
 
