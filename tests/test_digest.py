@@ -737,6 +737,33 @@ async def test_slack_digest_clicks_reach_the_source_channel_once(slack_digest: S
     assert len(posts_in(LEREN)) == 1  # the digest itself was never changed or repeated
 
 
+async def test_a_wish_slack_refused_to_pass_on_may_be_clicked_again(slack_digest: SlackEnv) -> None:
+    env = slack_digest
+    lesson = await Org(env.boeket, env.clock, env.db).add(
+        "ok", "Een huddle om half acht.", theme="overdracht", anonymous=True
+    )
+    assert await env.boeket.digest.tick() == 1
+    [digest] = [c for c in env.fake.of("chat.postMessage") if c.args["channel"] == LEREN]
+    [talk] = [b for b in buttons_of(digest.args["blocks"]) if b["action_id"] == TALK]
+    env.fake.fail("chat.postMessage", error="channel_not_found", channel=OK_CHANNEL)
+
+    def attempts() -> int:
+        return len([c for c in env.fake.of("chat.postMessage") if c.args["channel"] == OK_CHANNEL])
+
+    assert (await env.interactive(digest_click(env, talk, "U2"))).status == 200
+    await env.settle()
+    assert attempts() == 1
+    [sorry] = [c.args["text"] for c in env.fake.of("response_url")]
+    assert "Probeer het zo nog eens" in sorry
+    assert await DigestRepository(env.db).votes(ORG, [lesson.id]) == {}
+    # Tried again: passed on now, and once.
+    for _ in range(2):
+        assert (await env.interactive(digest_click(env, talk, "U2"))).status == 200
+        await env.settle()
+    assert attempts() == 2
+    assert await DigestRepository(env.db).votes(ORG, [lesson.id]) == {lesson.id: ["talk"]}
+
+
 LEREN_TEAMS = "19:leren@thread.tacv2"
 
 
