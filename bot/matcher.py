@@ -7,28 +7,36 @@ organisations.
 
 Two questions, two measures. *Similarity* ("do these say the same?") is symmetric: the cosine of
 the stored vectors. *Relevance* ("could lesson A help in situation B?") is not: a lesson and the
-problem it solves often share few words, and a text that shares many can be useless. Relevance
-embeds the situation as an e5 query and the lesson as an e5 passage (what e5 was trained for:
-a question and the text that answers it), and discounts the part of the likeness that is only
-shared wording: character n-gram overlap above what a helpful lesson typically shares
-(`OVERLAP_FREE`) costs `OVERLAP_PENALTY` per unit. Both constants were chosen on the dev half of
-`bench/data/relevance-nl.tsv` (`bench/matcher_relevance.py --tune`) and are reported on the
-other half.
+problem it solves often share few words, and a text that shares many can be useless — and an
+embedding's cosine follows shared words. Relevance therefore looks at what the lesson says
+*beyond* the situation's own words: the lesson with every word whose stem the situation also has
+taken out (`WordMask`), embedded as an e5 passage against the situation as an e5 query (what e5
+was trained for: a question and the text that answers it). That is weighed (`MASK_WEIGHT`) with
+the whole lesson's cosine, and character n-gram overlap above what a helpful lesson typically
+shares (`OVERLAP_FREE`) still costs `OVERLAP_PENALTY` per unit. The constants were chosen on the
+dev half of `bench/data/relevance-nl.tsv` (`bench/matcher_relevance.py --tune`) and are reported
+on the other half. Without a model (lexical n-grams only) relevance is plain likeness: n-grams
+have no meaning apart from the wording to fall back on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
+import snowballstemmer
 from numpy.typing import NDArray
 
 from bot.domain import Contribution, Source
+from bot.embedders import _STOPWORDS as STOPWORDS  # the lexical embedder's: weigh little there
 from bot.embedders import Embedder, Kind, LexicalEmbedder, asymmetric
+from bot.embedders import _fold as fold
 from bot.ports import Clock
 from bot.vectorindex import Entry, Filters, Hit, VectorIndex
 from storage.repositories import ContributionRepository, VectorRepository
@@ -37,11 +45,16 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["similarity", "relevance"]
 
+# How much of relevance is the cosine of the lesson without the situation's words; the rest is
+# the whole lesson's cosine. The dev half chose all of it: the whole lesson's cosine mostly
+# measures the shared words.
+MASK_WEIGHT = 1.0
 # Shared wording up to this lexical cosine is what a helpful lesson and its situation typically
 # have in common (unrelated Dutch texts: ~0.05); above it, overlap is discounted at this rate.
-OVERLAP_FREE = 0.20
-OVERLAP_PENALTY = 1.0
+OVERLAP_FREE = 0.15
+OVERLAP_PENALTY = 0.5
 _ROLE_CACHE = 4096
+_WORD = re.compile(r"\w+")
 
 # Texts about unrelated things, to measure what "unrelated" looks like to an embedder.
 UNRELATED = (
@@ -58,6 +71,44 @@ UNRELATED = (
     "De brandoefening duurde langer dan gepland.",
     "Er staan verse bloemen bij de receptie.",
 )
+
+
+class WordMask:
+    """A lesson without the words of the situation it is set against.
+
+    A word goes when its Snowball stem (case- and accent-folded) is among the content words'
+    stems of the other text: "de nieuwe docenten kregen hun laptop" set against "drie nieuwe
+    docenten zijn vertrokken" keeps "de kregen hun laptop". Function words stay; they carry
+    little, and removing them would only garble the sentence. Pure Python, microseconds a text.
+    """
+
+    def __init__(self) -> None:
+        self._stemmer = snowballstemmer.stemmer("dutch")
+        self._stem = lru_cache(maxsize=65536)(self._stemmer.stemWord)
+
+    def _content_stems(self, text: str) -> set[str]:
+        words = (fold(w) for w in _WORD.findall(text))
+        return {self._stem(w) for w in words if w not in STOPWORDS}
+
+    def without(self, text: str, other: str) -> str:
+        """`text` without the words whose stems `other` has; `text` itself when none are."""
+        shared = self._content_stems(other)
+        removed = False
+
+        def keep(match: re.Match[str]) -> str:
+            nonlocal removed
+            word = fold(match.group(0))
+            if word not in STOPWORDS and self._stem(word) in shared:
+                removed = True
+                return ""
+            return match.group(0)
+
+        out = _WORD.sub(keep, text)
+        if not removed:
+            return text
+        out = re.sub(r"(?<!\w)['’](?!\w)", "", out)  # what is left of "'s avonds"
+        out = re.sub(r"\s+([;,.:!?])", r"\1", out)
+        return re.sub(r"\s+", " ", out).strip()
 
 
 def contribution_text(c: Contribution) -> str:
@@ -87,10 +138,7 @@ class Matcher:
         self._indexes: dict[str, VectorIndex] = {}
         self._floor = 0.0
         self._help_floor = 0.0
-        self._asym = asymmetric(embedder)
-        self._lexical = embedder if isinstance(embedder, LexicalEmbedder) else LexicalEmbedder()
-        # Without a model there is no meaning apart from the wording to fall back on.
-        self._penalty = 0.0 if isinstance(embedder, LexicalEmbedder) else OVERLAP_PENALTY
+        self._relevance = Relevance(embedder)
         self._roles: OrderedDict[tuple[str, int, str], NDArray[np.float32]] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -102,12 +150,9 @@ class Matcher:
         vectors = await self.embedder.embed(texts, kind="passage")
         upper = np.triu_indices(len(texts), k=1)
         self._floor = min(0.95, max(0.0, float((vectors @ vectors.T)[upper].mean())))
-        lessons = await self._asym.embed(texts, kind="passage")
-        situations = await self._asym.embed(texts, kind="query")
-        lexical = await self._lexical.embed(texts, kind="passage")
-        helps = help_matrix(lessons, situations, lexical, lexical, penalty=self._penalty)
-        off_diagonal = ~np.eye(len(texts), dtype=np.bool_)
-        self._help_floor = min(0.95, max(0.0, float(helps[off_diagonal].mean())))
+        pairs = [(a, b) for a in texts for b in texts if a != b]
+        helps = await self._relevance.pairs(pairs)
+        self._help_floor = min(0.95, max(0.0, float(helps.mean())))
         return self._floor
 
     def relevance(self, cosine: float) -> float:
@@ -116,27 +161,23 @@ class Matcher:
         return float(min(1.0, max(0.0, (cosine - floor) / (1.0 - floor))))
 
     def helpfulness(self, score: float) -> float:
-        """A `help_matrix` score on a 0–1 scale: 0 for a lesson from an unrelated text."""
+        """A `help_score` on a 0–1 scale: 0 for a lesson from an unrelated text."""
         floor = self._help_floor
         return float(min(1.0, max(0.0, (score - floor) / (1.0 - floor))))
 
     async def _role_vectors(
-        self, organisation_id: str, items: Sequence[tuple[int, str]], role: Kind | Literal["words"]
+        self, keyed: Sequence[tuple[tuple[str, int, str], str]], kind: Kind | Literal["words"]
     ) -> NDArray[np.float32]:
-        """Vectors of contributions in one role, computed once and kept (bounded) in memory."""
-        keys = [(organisation_id, cid, role) for cid, _ in items]
-        todo = [(key, text) for key, (_, text) in zip(keys, items, strict=True)]
-        todo = [(key, text) for key, text in todo if key not in self._roles]
+        """Vectors of texts under their keys (organisation, contribution, role), computed once
+        and kept (bounded) in memory, so that a department's situation is not embedded again
+        for every lesson (an endpoint embedder costs a call each time)."""
+        todo = list({key: text for key, text in keyed if key not in self._roles}.items())
         if todo:
-            texts = [text for _, text in todo]
-            if role == "words":
-                vectors = await self._lexical.embed(texts, kind="passage")
-            else:
-                vectors = await self._asym.embed(texts, kind=role)
+            vectors = await self._relevance.embed([text for _, text in todo], kind)
             for (key, _), vector in zip(todo, vectors, strict=True):
                 self._roles[key] = np.ascontiguousarray(vector, dtype=np.float32)
         rows = []
-        for key in keys:
+        for key, _ in keyed:
             self._roles.move_to_end(key)
             rows.append(self._roles[key])
         while len(self._roles) > _ROLE_CACHE:
@@ -144,8 +185,15 @@ class Matcher:
         return np.stack(rows) if rows else np.zeros((0, 1), dtype=np.float32)
 
     def _forget_roles(self, organisation_id: str, contribution_id: int) -> None:
-        for role in ("query", "passage", "words"):
-            self._roles.pop((organisation_id, contribution_id, role), None)
+        """Drop its vectors, and those of other lessons without its words (an edit changes
+        which words those are; a deleted contribution leaves nothing behind)."""
+        without = f"without:{contribution_id}"
+        for key in [
+            k
+            for k in self._roles
+            if k[0] == organisation_id and (k[1] == contribution_id or k[2] == without)
+        ]:
+            del self._roles[key]
 
     async def helps(self, lesson: Contribution, situations: Sequence[int]) -> list[float]:
         """How much `lesson` could help in each of these contributions of its organisation (their
@@ -158,14 +206,25 @@ class Matcher:
         ]
         if not found:
             return [0.0 for _ in situations]
-        mine = [(lesson.id, contribution_text(lesson))]
-        scores = help_matrix(
-            await self._role_vectors(org, mine, "passage"),
-            await self._role_vectors(org, found, "query"),
-            await self._role_vectors(org, mine, "words"),
-            await self._role_vectors(org, found, "words"),
-            penalty=self._penalty,
+        text = contribution_text(lesson)
+        lesson_vector = (
+            await self._role_vectors([((org, lesson.id, "passage"), text)], "passage")
         )[0]
+        lesson_words = (await self._role_vectors([((org, lesson.id, "words"), text)], "words"))[0]
+        theirs = await self._role_vectors([((org, cid, "query"), t) for cid, t in found], "query")
+        words = await self._role_vectors([((org, cid, "words"), t) for cid, t in found], "words")
+        cosine = theirs @ lesson_vector
+        # What the lesson says beyond each situation's words; unchanged, that is the lesson.
+        masked = [self._relevance.mask.without(text, t) for _, t in found]
+        changed = [i for i, m in enumerate(masked) if m != text]
+        masked_cosine = cosine.copy()
+        if changed:
+            vectors = await self._role_vectors(
+                [((org, lesson.id, f"without:{found[i][0]}"), masked[i]) for i in changed],
+                "passage",
+            )
+            masked_cosine[changed] = np.einsum("ij,ij->i", vectors, theirs[changed])
+        scores = self._relevance.score(cosine, masked_cosine, words @ lesson_words)
         by_id = {cid: self.helpfulness(float(x)) for (cid, _), x in zip(found, scores, strict=True)}
         return [by_id.get(cid, 0.0) for cid in situations]
 
@@ -296,29 +355,73 @@ class Matcher:
 
 def help_score(
     cosine: NDArray[np.float32],
+    masked_cosine: NDArray[np.float32],
     overlap: NDArray[np.float32],
     *,
+    weight: float = MASK_WEIGHT,
     free: float = OVERLAP_FREE,
     penalty: float = OVERLAP_PENALTY,
 ) -> NDArray[np.float32]:
-    """How much lessons could help in situations, from the asymmetric cosine (lesson as passage,
-    situation as query) and the lexical overlap: shared wording beyond `free` costs `penalty`
-    per unit."""
+    """How much lessons could help in situations, element by element: from the asymmetric cosine
+    (lesson as passage, situation as query), the same for the lesson without the situation's
+    words (`masked_cosine`, weighed by `weight`), and the lexical overlap: shared wording beyond
+    `free` costs `penalty` per unit."""
+    blended = (1.0 - weight) * cosine + weight * masked_cosine
     discount = penalty * np.maximum(0.0, overlap - free)
-    scores: NDArray[np.float32] = (cosine - discount).astype(np.float32)
+    scores: NDArray[np.float32] = np.asarray(blended - discount, dtype=np.float32)
     return scores
 
 
-def help_matrix(
-    lessons: NDArray[np.float32],
-    situations: NDArray[np.float32],
-    lesson_words: NDArray[np.float32],
-    situation_words: NDArray[np.float32],
-    *,
-    penalty: float = OVERLAP_PENALTY,
-) -> NDArray[np.float32]:
-    """`help_score` of each lesson (rows) in each situation (columns)."""
-    return help_score(lessons @ situations.T, lesson_words @ situation_words.T, penalty=penalty)
+class Relevance:
+    """`help_score` for an embedder: its asymmetric view, n-grams for the overlap, the word mask.
+
+    With only the lexical embedder there is no meaning apart from the wording, so relevance is
+    its likeness (no mask, no discount).
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        lexical_only = isinstance(embedder, LexicalEmbedder)
+        self.view = asymmetric(embedder)
+        self.lexical = embedder if isinstance(embedder, LexicalEmbedder) else LexicalEmbedder()
+        self.mask = WordMask()
+        self.weight = 0.0 if lexical_only else MASK_WEIGHT
+        self.penalty = 0.0 if lexical_only else OVERLAP_PENALTY
+
+    async def embed(self, texts: list[str], kind: Kind | Literal["words"]) -> NDArray[np.float32]:
+        """Lessons ("passage") and situations ("query") in the asymmetric view; "words": n-grams."""
+        if kind == "words":
+            return await _embed_unique(self.lexical, texts, "passage")
+        return await _embed_unique(self.view, texts, kind)
+
+    def score(
+        self,
+        cosine: NDArray[np.float32],
+        masked_cosine: NDArray[np.float32],
+        overlap: NDArray[np.float32],
+    ) -> NDArray[np.float32]:
+        return help_score(cosine, masked_cosine, overlap, weight=self.weight, penalty=self.penalty)
+
+    async def pairs(self, pairs: Sequence[tuple[str, str]]) -> NDArray[np.float32]:
+        """The score of each (lesson, situation) pair, in order."""
+        lesson_texts = [a for a, _ in pairs]
+        situation_texts = [b for _, b in pairs]
+        situations = await self.embed(situation_texts, "query")
+        cosine = np.einsum("ij,ij->i", await self.embed(lesson_texts, "passage"), situations)
+        masked_cosine = cosine.copy()
+        if self.weight:
+            masked = [self.mask.without(a, b) for a, b in pairs]
+            changed = [
+                i for i, (m, a) in enumerate(zip(masked, lesson_texts, strict=True)) if m != a
+            ]
+            if changed:
+                vectors = await self.embed([masked[i] for i in changed], "passage")
+                masked_cosine[changed] = np.einsum("ij,ij->i", vectors, situations[changed])
+        overlap = np.einsum(
+            "ij,ij->i",
+            await self.embed(lesson_texts, "words"),
+            await self.embed(situation_texts, "words"),
+        )
+        return self.score(cosine, masked_cosine, overlap)
 
 
 async def _embed_unique(embedder: Embedder, texts: list[str], kind: Kind) -> NDArray[np.float32]:
@@ -343,16 +446,4 @@ async def score_pairs(
         left = await _embed_unique(embedder, lesson_texts, "query")
         right = await _embed_unique(embedder, situation_texts, "query")
         return [float(x) for x in np.einsum("ij,ij->i", left, right)]
-    view = asymmetric(embedder)
-    lexical_only = isinstance(embedder, LexicalEmbedder)
-    lexical = embedder if isinstance(embedder, LexicalEmbedder) else LexicalEmbedder()
-    lessons = await _embed_unique(view, lesson_texts, "passage")
-    situations = await _embed_unique(view, situation_texts, "query")
-    lesson_words = await _embed_unique(lexical, lesson_texts, "passage")
-    situation_words = await _embed_unique(lexical, situation_texts, "passage")
-    scores = help_score(
-        np.einsum("ij,ij->i", lessons, situations),
-        np.einsum("ij,ij->i", lesson_words, situation_words),
-        penalty=0.0 if lexical_only else OVERLAP_PENALTY,
-    )
-    return [float(x) for x in scores]
+    return [float(x) for x in await Relevance(embedder).pairs(pairs)]
