@@ -4,9 +4,11 @@
                                         [--database sqlite|postgresql] [--api-delay-ms 0]
                                         [--profile]
 
-This process serves a fake Slack Web API, a real Boeket with Slack configured (SQLite in a temporary
-directory, or a fresh schema on the PostgreSQL at 127.0.0.1:5432) and a bare aiohttp handler, all on
-127.0.0.1 port 0, in one event loop — as Boeket runs in production. The cycle posts the first prompt
+This process serves a real Boeket with Slack configured (SQLite in a temporary directory, or a fresh
+schema on the PostgreSQL at 127.0.0.1:5432) and a bare aiohttp handler, both on 127.0.0.1 port 0, in
+one event loop — as Boeket runs in production. The fake Slack Web API runs in a process of its own,
+as Slack's cloud is elsewhere: its work (answering views.open, chat.postEphemeral) is not counted as
+Boeket's. The cycle posts the first prompt
 (Monday 1 March 2027 07:00 UTC), so thread replies count as contributions.
 
 A separate load-generator process (so its CPU does not sit in the server's event loop) then
@@ -52,6 +54,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -293,20 +296,73 @@ def api_delay(seconds: float) -> Middleware:
     return delayed
 
 
-class CallCounter:
-    """Counts the fake Slack API's calls by method, reading each recorded call once."""
+COUNTS_PATH = "/_bench/counts"
 
-    def __init__(self, fake: FakeSlack) -> None:
-        self._fake = fake
-        self._seen = 0
+
+def fake_slack_process(conn: Connection, delay_ms: float) -> None:
+    """The fake Slack Web API in a process of its own, until `conn` says stop.
+
+    Sends back its API URL, its response_url and the URL where it tells its calls per method.
+    """
+
+    async def main() -> None:
+        fake = FakeSlack()
+        app = fake.app()
+        if delay_ms > 0:
+            app.middlewares.append(api_delay(delay_ms / 1000))
+
+        async def counts(request: web.Request) -> web.Response:
+            return web.json_response(dict(Counter(c.method for c in fake.calls)))
+
+        app.router.add_get(COUNTS_PATH, counts)
+        server = TestServer(app, host=HOST)
+        await server.start_server()
+        fake.server = server
+        conn.send((fake.api_url, fake.response_url, str(server.make_url(COUNTS_PATH))))
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # stop
+        await server.close()
+
+    asyncio.run(main())
+
+
+@dataclass(frozen=True, slots=True)
+class FakeApi:
+    api_url: str
+    response_url: str
+    counts_url: str
+
+
+@asynccontextmanager
+async def fake_slack(delay_ms: float) -> AsyncIterator[FakeApi]:
+    here, there = get_context("spawn").Pipe()
+    process = get_context("spawn").Process(
+        target=fake_slack_process, args=(there, delay_ms), daemon=True
+    )
+    process.start()
+    try:
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, here.poll, 60):
+            raise RuntimeError("the fake Slack API did not start")
+        api_url, response_url, counts_url = here.recv()
+        yield FakeApi(api_url, response_url, counts_url)
+    finally:
+        with contextlib.suppress(OSError):
+            here.send("stop")
+        await asyncio.get_running_loop().run_in_executor(None, process.join, 10)
+        if process.is_alive():
+            process.kill()
+
+
+class CallCounter:
+    """The fake Slack API's calls by method, asked of its process over HTTP."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
         self.counts: Counter[str] = Counter()
 
-    def update(self) -> Counter[str]:
-        calls = self._fake.calls
-        end = len(calls)
-        for call in calls[self._seen : end]:
-            self.counts[call.method] += 1
-        self._seen = end
+    async def update(self) -> Counter[str]:
+        async with aiohttp.ClientSession() as session, session.get(self._url) as response:
+            self.counts = Counter(await response.json())
         return self.counts
 
 
@@ -345,7 +401,7 @@ class Bench:
     pool: ProcessPoolExecutor
     boeket_url: str
     bare_url: str
-    fake: FakeSlack
+    fake: FakeApi
     calls: CallCounter
     thread_ts: str
     profile: cProfile.Profile | None
@@ -393,9 +449,9 @@ class Bench:
             log.warning("%s %s at %d: %s", target, kind, level, dict(result.statuses))
         return result
 
-    def _pending(self) -> str:
+    async def _pending(self) -> str:
         """What Boeket still does after its acks: '' when nothing."""
-        opened = self.calls.update()["views.open"]
+        opened = (await self.calls.update())["views.open"]
         if opened < self.commands_to_boeket:
             return f"{self.commands_to_boeket - opened} /deel modals not opened"
         if after_ack(self.boeket):
@@ -410,7 +466,7 @@ class Bench:
         for the last."""
         started = time.monotonic()
         deadline = started + DRAIN_TIMEOUT_S
-        while pending := self._pending():
+        while pending := await self._pending():
             if time.monotonic() > deadline:
                 self.drain_notes.append(f"{pending} after {DRAIN_TIMEOUT_S:.0f} s")
                 self.failures += 1
@@ -503,15 +559,14 @@ async def run(args: argparse.Namespace) -> int:
         f"database: {args.database}; embedder {args.embedder}; levels {levels}; {count} "
         f"requests per level, kind and target; fake Slack API delay {args.api_delay_ms:g} ms"
     )
-    print("servers share this process's event loop; the load generator is a separate process")
+    print(
+        "Boeket and the bare handler share this process's event loop; the load generator and "
+        "the fake Slack API are separate processes"
+    )
     print(
         f"load average at start: {load_average()} (other work on the machine skews the numbers)\n"
     )
 
-    fake = FakeSlack()
-    fake_app = fake.app()
-    if args.api_delay_ms > 0:
-        fake_app.middlewares.append(api_delay(args.api_delay_ms / 1000))
     clock = ManualClock(START)
     bare_app = web.Application(client_max_size=1024**2)
     bare_app.router.add_post("/slack/events", _bare)
@@ -522,10 +577,7 @@ async def run(args: argparse.Namespace) -> int:
         # First in, last out: on an early stop the servers close before the pool waits for the
         # load generator's job, which then fails fast instead of waiting on a blocked loop.
         pool = stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=spawn))
-        fake_server = TestServer(fake_app, host=HOST)
-        await fake_server.start_server()
-        stack.push_async_callback(fake_server.close)
-        fake.server = fake_server
+        fake = await stack.enter_async_context(fake_slack(args.api_delay_ms))
         db = await stack.enter_async_context(database(args.database))
         settings = Settings(
             database_url=db.url,
@@ -557,7 +609,7 @@ async def run(args: argparse.Namespace) -> int:
             boeket_url,
             bare_url,
             fake,
-            CallCounter(fake),
+            CallCounter(fake.counts_url),
             prompt.message_id,
             None,  # no profiling during the warm-up
         )
@@ -580,7 +632,7 @@ async def run(args: argparse.Namespace) -> int:
         retry = await bench.send("boeket", "retry", 10, RETRIES, first=bench.first_boeket_event)
         await bench.drain()  # a retry is acknowledged before it is found to be one
         stored = len(await ContributionRepository(db).all(ORG))
-        counts = bench.calls.update()
+        counts = await bench.calls.update()
 
         print_table(bench.rows)
         print()
