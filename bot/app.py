@@ -205,7 +205,11 @@ def build(
     occurrences = OccurrenceRepository(db)
     contributions = ContributionRepository(db)
     adapters: dict[str, Adapter] = {}
-    local = LocalAdapter(local_settings(config, texts), clock=clock, state=StateStore(db, "local"))
+    local = LocalAdapter(
+        local_settings(config, texts),
+        clock=clock,
+        state=StateStore(db, "local", namespace=config.organisation.id),
+    )
     adapters[local.platform] = local
     if settings.slack is not None:
         # Imported only when configured: the Slack SDK stays out of processes that do not use it.

@@ -546,9 +546,40 @@ async def test_anonymous_delete_code_is_not_kept_in_the_database(chat: Chat) -> 
         rows = (await session.scalars(select(AdapterStateRow))).all()
     kept = json.dumps([row.value for row in rows])
     # Stored next to "for_person": "fatima", the code would tie her to her anonymous share.
-    assert [(r.platform, r.key) for r in rows] == [("local", "channel:operatiekamer")]
+    org = chat.boeket.config.organisation.id  # the chat is kept per organisation
+    assert [(r.platform, r.key) for r in rows] == [("local", f"{org}/channel:operatiekamer")]
     assert code not in kept
     assert "fatima" not in kept
+
+
+async def test_another_organisation_with_the_same_channel_ids_does_not_see_this_chat(
+    chat: Chat, example_config: OrgConfig, prompts: PromptLibrary, clock: ManualClock
+) -> None:
+    await chat.send("fatima", "operatiekamer", "Onze huddle werkt.")
+    assert await chat.messages("operatiekamer")
+    other_config = example_config.model_copy(
+        update={
+            "organisation": example_config.organisation.model_copy(
+                update={"id": "een-andere-organisatie"}
+            )
+        }
+    )
+    other = build(
+        Settings(database_url=chat.db.url, worker_id="t2", auto_migrate=True),
+        other_config,
+        clock=clock,
+        prompts=prompts,
+        db=chat.db,
+        embedder=LexicalEmbedder(),
+    )
+    client: TestClient[Any, Any] = TestClient(TestServer(web_app(other, timer=False), port=0))
+    await client.start_server()
+    try:
+        seen = Chat(other, client, clock, chat.db)
+        shown = json.dumps(await seen.messages("operatiekamer"))
+        assert "huddle" not in shown
+    finally:
+        await client.close()
 
 
 # --- the prompt's answer button -------------------------------------------------------------
