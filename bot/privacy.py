@@ -107,6 +107,7 @@ class PersonalData:
             if cp.status is OccurrenceStatus.SENT:
                 travelled.setdefault(cp.contribution_id, []).append(cp.target)
         settings = await self._repo.settings_of(self.org, person_id, platform)
+        feedback = await self._repo.feedback_of(self.org, self._person_keys(person_id, platform))
         await self._repo.audit(
             self.org,
             self._clock.now(),
@@ -146,7 +147,14 @@ class PersonalData:
                 }
                 for c in contributions
             ],
+            # Clicks are kept under a hash of the person, not their id: found again only here.
+            "feedback": feedback,
         }
+
+    @staticmethod
+    def _person_keys(person_id: str, platform: str | None) -> list[str]:
+        platforms = [platform] if platform else ["local", "slack", "teams"]
+        return [person_key(p, person_id) for p in platforms]
 
     async def forget(self, person_id: str, platform: str | None, actor: str) -> Forgotten:
         """Remove the person's words everywhere Boeket can: its database, the matcher, and the
@@ -157,8 +165,7 @@ class PersonalData:
             for cp in await self._repo.crossposts_of(self.org, [c.id for c in contributions])
             if cp.status is OccurrenceStatus.SENT and cp.message_id and cp.platform and cp.channel
         ]
-        platforms = [platform] if platform else ["local", "slack", "teams"]
-        keys = [person_key(p, person_id) for p in platforms]
+        keys = self._person_keys(person_id, platform)
         deleted = await self._repo.forget(self.org, person_id, platform, keys)
         for contribution_id in deleted:
             if self._on_deleted is not None:

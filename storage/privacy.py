@@ -84,6 +84,55 @@ class PrivacyRepository:
         async with self._db.sessions() as session:
             return [_crosspost(r) for r in (await session.scalars(stmt)).all()]
 
+    async def feedback_of(
+        self, organisation_id: str, person_keys: Sequence[str]
+    ) -> list[dict[str, str | int]]:
+        """The person's clicks on the organisation's suggestions and digest lessons, oldest
+        first."""
+        if not person_keys:
+            return []
+        keys = list(person_keys)
+        votes = (
+            select(CrosspostFeedbackRow, CrosspostRow.contribution_id)
+            .join(CrosspostRow, CrosspostRow.id == CrosspostFeedbackRow.crosspost_id)
+            .where(
+                CrosspostRow.organisation_id == organisation_id,
+                CrosspostFeedbackRow.person_key.in_(keys),
+            )
+        )
+        clicks = select(DigestFeedbackRow).where(
+            DigestFeedbackRow.organisation_id == organisation_id,
+            DigestFeedbackRow.person_key.in_(keys),
+        )
+        found: list[tuple[datetime, dict[str, str | int]]] = []
+        async with self._db.sessions() as session:
+            for vote, contribution_id in (await session.execute(votes)).all():
+                found.append(
+                    (
+                        vote.created_at,
+                        {
+                            "on": "suggestion",
+                            "suggestion": vote.crosspost_id,
+                            "contribution": contribution_id,
+                            "verdict": vote.verdict,
+                            "at": vote.created_at.isoformat(),
+                        },
+                    )
+                )
+            for click in (await session.scalars(clicks)).all():
+                found.append(
+                    (
+                        click.created_at,
+                        {
+                            "on": "digest",
+                            "contribution": click.contribution_id,
+                            "verdict": click.verdict,
+                            "at": click.created_at.isoformat(),
+                        },
+                    )
+                )
+        return [item for _, item in sorted(found, key=lambda pair: pair[0])]
+
     async def forget(
         self,
         organisation_id: str,

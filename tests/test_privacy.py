@@ -35,6 +35,7 @@ from bot.selfservice import FORGET, KEEP
 from bot.settings import EXAMPLE_CONFIG, Settings
 from prompts.library import PromptLibrary
 from storage.db import Database
+from storage.digests import DigestRepository
 from storage.privacy import PrivacyRepository
 from storage.repositories import (
     ContributionRepository,
@@ -194,6 +195,30 @@ async def test_privacy_summary_in_chat(world: World) -> None:
     assert "/mijn?access=" in reply.message.text and "/deel vergeet" in reply.message.text
     [entry] = await PrivacyRepository(world.db).audit_log(ORG)
     assert entry.action == "privacy.export" and entry.actor == "self"
+
+
+async def test_her_export_holds_her_clicks_and_nobody_elses(world: World) -> None:
+    lesson, _ = await a_travelled_lesson(world)  # she said "let's talk", Sanne "useful"
+    digests = DigestRepository(world.db)
+    other = await world.add("Iets van Sanne.", Person("sanne", "Sanne"))
+    assert await digests.vote(ORG, other.id, person_key("local", "fatima"), "useful", NOW)
+    assert await digests.vote(ORG, other.id, person_key("local", "sanne"), "talk", NOW)
+    data = await world.boeket.personal.export("fatima", None, "self")
+    assert data["feedback"] == [
+        {
+            "on": "suggestion",
+            "suggestion": data["feedback"][0]["suggestion"],
+            "contribution": lesson.id,
+            "verdict": "talk",
+            "at": NOW.isoformat(),
+        },
+        {"on": "digest", "contribution": other.id, "verdict": "useful", "at": NOW.isoformat()},
+    ]
+    sanne = await world.boeket.personal.export("sanne", "local", "self")
+    assert [(f["on"], f["verdict"]) for f in sanne["feedback"]] == [
+        ("suggestion", "useful"),
+        ("digest", "talk"),
+    ]
 
 
 async def test_retention_deletes_what_is_older(db: Database, prompts: PromptLibrary) -> None:
