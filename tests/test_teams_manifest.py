@@ -96,3 +96,17 @@ def test_cli_without_an_app_id_says_what_to_do(
     assert "--app-id" in capsys.readouterr().err
     assert main(["teams", "package", "--out", str(tmp_path / "x.zip"), "--app-id", "nope"]) == 2
     assert "GUID" in capsys.readouterr().err
+
+
+def test_manifest_asks_the_team_to_consent_to_reading_its_channel_messages() -> None:
+    """ChannelMessage.Read.Group (resource-specific consent): how a post is found after a crash."""
+    manifest = build_manifest(APP, domain="boeket.example.nl")
+    assert manifest_problems(manifest) == []
+    assert manifest["authorization"] == {
+        "permissions": {
+            "resourceSpecific": [{"name": "ChannelMessage.Read.Group", "type": "Application"}]
+        }
+    }
+    # Teams takes RSC permissions only with the app's Entra id here, and some resource.
+    assert manifest["webApplicationInfo"]["id"] == APP
+    assert manifest["webApplicationInfo"]["resource"]

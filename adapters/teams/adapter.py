@@ -30,6 +30,11 @@ What people see, and where (Teams has no ephemeral messages in channels):
 Proactive posts use the conversation reference stored when Boeket was installed in the team (or
 first heard in a channel). The SDK neither paces nor retries: `delivery` does both, and a 403
 (app removed or blocked) becomes a `PermanentDeliveryError`, reported once.
+
+Each post carries its idempotency key invisibly in its card; `find_posted` looks for it in the
+team's channel messages with Microsoft Graph (`graph`), which the team's resource-specific
+consent to ChannelMessage.Read.Group allows. That consent also makes Teams send every channel
+message to Boeket: only those that @mention it are handled.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ from adapters.teams.auth import (
     TokenRefused,
 )
 from adapters.teams.delivery import Pacer, with_retries
+from adapters.teams.graph import ChannelMessages
 from adapters.teams.settings import TeamsSettings
 from bot.domain import ChannelRef, Person, PostedMessage
 from bot.messages import (
@@ -223,6 +229,21 @@ class TeamsAdapter:
 
         def provider(configuration: AgentAuthConfiguration) -> ClientCredentials:
             return ClientCredentials(configuration, settings.login_url, self._http)
+
+        graph_tokens = provider(self._auth)
+        graph_scope = f"{settings.graph_url.rstrip('/')}/.default"
+
+        async def graph_token() -> str:
+            return await graph_tokens.get_access_token(settings.graph_url, [graph_scope])
+
+        self._graph = ChannelMessages(
+            graph_url=settings.graph_url,
+            app_id=settings.client_id,
+            token=graph_token,
+            http=self._http,
+            attempts=settings.max_attempts,
+            backoff=settings.backoff_seconds,
+        )
 
         connections = ConnectionManager(
             provider_factory=provider,
@@ -370,6 +391,14 @@ class TeamsAdapter:
     async def _on_message(self, context: TurnContext, state: TurnState) -> None:
         activity = _activity_json(context)
         await self._remember(context, activity)
+        if (
+            activity.get("value") is None
+            and cards.conversation_type(activity) == "channel"
+            and not cards.mentions_bot(activity)
+        ):
+            # With ChannelMessage.Read.Group consented Teams sends every channel message; what
+            # people say to each other is not for Boeket, only what they say to it.
+            return
         if activity.get("value") is not None:
             event: Event | None = cards.interaction_event(activity)
         else:
@@ -523,18 +552,25 @@ class TeamsAdapter:
 
     # --- posted cards that show they were answered --------------------------------------------
 
-    async def _remember_card(self, posted: PostedMessage, message: Message) -> None:
-        """Keep a posted card with buttons, to show on it how many answers came in through it."""
+    async def _remember_card(
+        self, posted: PostedMessage, message: Message, key: str | None = None
+    ) -> None:
+        """Keep a posted card with buttons, to show on it how many answers came in through it.
+
+        The card keeps the post's idempotency key, so updates do not remove it.
+        """
         if not any(isinstance(b, Actions) and b.buttons for b in message.blocks):
             return
         stored = await self._state.get(f"card:{posted.message_id}") or {}
+        if key is None:
+            key = cards.card_key(stored.get("card"))
         await self._state.put(
             f"card:{posted.message_id}",
             {
                 "channel": posted.channel.channel,
                 "workspace": posted.channel.workspace,
                 "thread": posted.thread_id,
-                "card": cards.message_card(message),
+                "card": cards.keyed_card(cards.message_card(message), key),
                 "received": bool(stored.get("received")),
                 "count": int(stored.get("count") or 0),
                 "answers": list(stored.get("answers") or []),
@@ -689,11 +725,35 @@ class TeamsAdapter:
         reference.pop("activityId", None)
         reference.pop("user", None)  # a person's id does not belong in a channel's reference
         now = self._clock.now()
+        group = await self._team_group(activity, now)
         for channel in fresh:
             ref = {**reference, "conversation": {**reference["conversation"], "id": channel}}
-            await self._state.put(f"ref:{channel}", {"reference": ref, "tenant": tenant}, now)
+            entry: dict[str, Any] = {"reference": ref, "tenant": tenant}
+            team = group
+            if not team:  # a message's activity names no group id: keep the one known
+                earlier = await self._state.get(f"ref:{channel}") or {}
+                team = str(earlier.get("team") or "")
+            if team:
+                entry["team"] = team
+            await self._state.put(f"ref:{channel}", entry, now)
             self._remembered.add(channel)
         await self._state.put(f"tenant:{tenant or '-'}", {"reference": reference}, now)
+
+    async def _team_group(self, activity: Mapping[str, Any], now: datetime) -> str:
+        """The Microsoft 365 group id of the activity's team: Microsoft Graph's team id.
+
+        Teams sends it (`channelData.team.aadGroupId`) with the install and channel events, not
+        with every message: it is kept per team (by the team's thread id) for channels Boeket
+        first hears of later.
+        """
+        team = cards.team_of(activity)
+        group = cards.team_group_of(activity)
+        if team and group:
+            await self._state.put(f"team:{team}", {"group": group}, now)
+        elif team:
+            known = await self._state.get(f"team:{team}") or {}
+            group = str(known.get("group") or "")
+        return group
 
     async def _reference(self, channel: ChannelRef) -> dict[str, Any]:
         """The stored reference for a channel; else one from its tenant (same service URL)."""
@@ -852,10 +912,9 @@ class TeamsAdapter:
     ) -> PostedMessage:
         """A new thread in a team channel (`POST /v3/conversations`), or a message in a chat.
 
-        `key` is not sent: the Bot Connector can neither carry it nor list a channel's
-        messages, so `find_posted` cannot tell.
+        `key` travels invisibly in the card, where `find_posted` looks for it with Graph.
         """
-        outgoing = cards.message_activity(message)
+        outgoing = cards.message_activity(message, key=key)
 
         async def call(client: ConnectorClientBase, reference: dict[str, Any]) -> str:
             bot = reference.get("bot") or {}
@@ -882,7 +941,7 @@ class TeamsAdapter:
         if not message_id:
             raise RuntimeError("Teams returned no id for the new post")
         posted = PostedMessage(channel, message_id, message_id)
-        await self._remember_card(posted, message)
+        await self._remember_card(posted, message, key)
         return posted
 
     def _thread(self, posted: PostedMessage) -> str:
@@ -894,7 +953,7 @@ class TeamsAdapter:
     async def reply(
         self, posted: PostedMessage, message: Message, *, key: str | None = None
     ) -> PostedMessage:
-        outgoing = cards.message_activity(message)
+        outgoing = cards.message_activity(message, key=key)
         conversation = self._thread(posted)
 
         async def call(client: ConnectorClientBase, reference: dict[str, Any]) -> str:
@@ -904,23 +963,42 @@ class TeamsAdapter:
 
         message_id = await self._proactive(posted.channel, call)
         sent = PostedMessage(posted.channel, message_id, posted.thread_id)
-        await self._remember_card(sent, message)
+        await self._remember_card(sent, message, key)
         return sent
 
     async def find_posted(
         self, channel: ChannelRef, key: str, since: datetime, *, thread_id: str | None = None
     ) -> PostedMessage | None:
-        """Always None: a bot cannot read a channel's messages back through the Bot Connector.
+        """Boeket's post (or reply in `thread_id`) in a team channel with `key` in its card.
 
-        So a post whose replica died after Teams accepted it and before Boeket recorded it is
-        posted again after the lease: at least once, not exactly once, in that window.
+        Read with Microsoft Graph (`graph`), which needs the app's credentials, the team's
+        Graph id (remembered from its install) and the team's consent to
+        ChannelMessage.Read.Group. Without any of them: None, and a post whose replica died
+        after Teams accepted it and before Boeket recorded it is posted again (at least once).
         """
-        return None
+        if not self._settings.authenticated or not _is_team_channel(channel.channel):
+            return None
+        stored = await self._state.get(f"ref:{channel.channel}") or {}
+        team = str(stored.get("team") or "")
+        if not team:
+            log.info(
+                "Teams: the team of channel %s is not known (Boeket was not added to it since "
+                "it remembers teams); %s is not looked for",
+                channel.channel,
+                key,
+            )
+            return None
+        found = await self._graph.find(team, channel.channel, key, since, thread_id=thread_id)
+        if found is None:
+            return None
+        return PostedMessage(channel, found, thread_id or found)
 
     async def update(self, posted: PostedMessage, message: Message) -> None:
         await self._remember_card(posted, message)
         stored = await self._state.get(f"card:{posted.message_id}")
-        card = cards.message_card(message)
+        card = cards.keyed_card(
+            cards.message_card(message), cards.card_key((stored or {}).get("card"))
+        )
         line = self._received_line(stored) if stored is not None else None
         if line is not None:
             card = cards.received_card(card, line)

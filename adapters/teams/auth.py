@@ -261,7 +261,7 @@ class ClientCredentials:
         return _Token(token, now + seconds)
 
     def get_token_credential(self) -> AsyncTokenCredential:
-        raise NotImplementedError("Boeket does not call Microsoft Graph")
+        raise NotImplementedError("Boeket calls Microsoft Graph with its own token (graph.py)")
 
     async def acquire_token_on_behalf_of(self, scopes: list[str], user_assertion: str) -> str:
         raise NotImplementedError("Boeket does not act on behalf of a person")

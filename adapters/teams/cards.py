@@ -69,6 +69,7 @@ OPEN_KEY = "boeket_open"  # the hidden data of a button that opens a form in a d
 INLINE_VERB = "boeket.inline"
 INLINE_KEY = "boeket_inline"  # the hidden routing data of a form shown in a posted card
 INLINE_ID = "boeket-inline"  # the Container that holds that form's inputs
+KEY_PREFIX = "boeket-key:"  # the id of a hidden Container that carries a post's idempotency key
 COMMANDS = frozenset({"deel", "share", "help", "hulp"})
 SHARE_COMMAND_ID = "deel"  # the message extension's action command (manifest.py)
 
@@ -336,20 +337,57 @@ def message_card(message: Message) -> dict[str, Any]:
     return card
 
 
+def keyed_card(card: Mapping[str, Any], key: str | None) -> dict[str, Any]:
+    """`card` carrying the post's idempotency key, invisibly: the id of an empty, hidden
+    Container first in its body. Microsoft Graph returns a channel message's card as sent, so
+    the key can be looked for there (`card_key`) after a crash."""
+    body = [
+        e
+        for e in card.get("body", [])
+        if not (isinstance(e, dict) and str(e.get("id", "")).startswith(KEY_PREFIX))
+    ]
+    if key:
+        body.insert(
+            0, {"type": "Container", "id": KEY_PREFIX + key, "isVisible": False, "items": []}
+        )
+    return {**card, "body": body}
+
+
+def card_key(card: Any) -> str | None:
+    """The idempotency key `keyed_card` put in `card`, or None."""
+    body = card.get("body") if isinstance(card, dict) else None
+    for element in body if isinstance(body, list) else []:
+        found = element.get("id") if isinstance(element, dict) else None
+        if isinstance(found, str) and found.startswith(KEY_PREFIX):
+            return found[len(KEY_PREFIX) :]
+    return None
+
+
 def card_attachment(card: dict[str, Any]) -> dict[str, Any]:
     return {"contentType": CARD_CONTENT_TYPE, "content": card}
 
 
-def message_activity(message: Message) -> dict[str, Any]:
+def message_activity(message: Message, *, key: str | None = None) -> dict[str, Any]:
     """The outgoing activity JSON for a neutral message: one card; the plain text as summary.
 
     No `text`: Teams would show it above the card as well. `summary` is what notifications show.
+    `key`, when given, travels invisibly in the card (`keyed_card`).
     """
     return {
         "type": "message",
         "summary": _cut(" ".join(message.text.split()), 200),
-        "attachments": [card_attachment(message_card(message))],
+        "attachments": [card_attachment(keyed_card(message_card(message), key))],
     }
+
+
+def mentions_bot(activity: Mapping[str, Any]) -> bool:
+    """Whether a message @mentions Boeket (the activity's recipient)."""
+    bot = _dig(activity, "recipient", "id")
+    entities = activity.get("entities")
+    return bool(bot) and any(
+        isinstance(e, dict) and e.get("type") == "mention" and _dig(e, "mentioned", "id") == bot
+        for e in (entities if isinstance(entities, list) else [])
+    )
 
 
 # --- forms → dialog cards ----------------------------------------------------------------------
@@ -645,6 +683,18 @@ def channel_of(activity: Mapping[str, Any]) -> str:
         return channel
     base, _ = conversation_root(_dig(activity, "conversation", "id"))
     return base
+
+
+def team_of(activity: Mapping[str, Any]) -> str:
+    """The team's thread id (its General channel's id), as the Bot Framework names teams."""
+    return _dig(activity, "channelData", "team", "id") or _dig(
+        activity, "channelData", "teamsTeamId"
+    )
+
+
+def team_group_of(activity: Mapping[str, Any]) -> str:
+    """The team's Microsoft 365 group id, Graph's id of the team (install and channel events)."""
+    return _dig(activity, "channelData", "team", "aadGroupId")
 
 
 def conversation_type(activity: Mapping[str, Any]) -> str:

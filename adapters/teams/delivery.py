@@ -14,7 +14,7 @@ import asyncio
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 
 from bot.observability import note_rate_limited
 
@@ -104,8 +104,9 @@ async def with_retries[T](
     attempts: int,
     base: float,
     before: Callable[[], Awaitable[None]] | None = None,
+    retryable: Collection[int] = RETRYABLE,
 ) -> T:
-    """Run `call`, again after a retryable failure, at most `attempts` times in all."""
+    """Run `call`, again after a failure with a `retryable` status, at most `attempts` times."""
     for attempt in range(attempts):
         if before is not None:
             await before()
@@ -115,7 +116,7 @@ async def with_retries[T](
             found = status_of(exc)
             if found is not None and found[0] == 429:
                 note_rate_limited("teams")
-            if found is None or found[0] not in RETRYABLE or attempt == attempts - 1:
+            if found is None or found[0] not in retryable or attempt == attempts - 1:
                 raise
             await asyncio.sleep(retry_delay(attempt, found[1], base=base))
     raise AssertionError("unreachable")  # pragma: no cover

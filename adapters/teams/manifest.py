@@ -115,6 +115,15 @@ def build_manifest(app_id: str, *, domain: str, name: str = "Boeket") -> dict[st
         ],
         "permissions": ["identity", "messageTeamMembers"],
         "validDomains": [domain],
+        # Resource-specific consent: read the team's channel messages with Microsoft Graph, so a
+        # post whose replica died before recording it is found instead of posted twice. The
+        # `resource` does nothing for RSC, but Teams wants one.
+        "webApplicationInfo": {"id": app_id, "resource": f"api://{domain}/{app_id}"},
+        "authorization": {
+            "permissions": {
+                "resourceSpecific": [{"name": "ChannelMessage.Read.Group", "type": "Application"}]
+            }
+        },
     }
 
 

@@ -14,6 +14,7 @@ _FALSE = frozenset({"", "0", "false", "no", "off"})
 NAMES = ("TEAMS_CLIENT_ID", "TEAMS_CLIENT_SECRET", "TEAMS_TENANT_ID", "TEAMS_DEV_MODE")
 BOT_FRAMEWORK_METADATA = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 ENTRA_LOGIN = "https://login.microsoftonline.com"
+GRAPH = "https://graph.microsoft.com"
 # Teams' limits per bot and conversation: (messages, seconds).
 TEAMS_LIMITS: tuple[tuple[int, float], ...] = ((7, 1.0), (8, 2.0), (60, 30.0), (1800, 3600.0))
 
@@ -43,6 +44,8 @@ class TeamsSettings:
     # where Boeket gets its own token. Other values only for a sovereign cloud (or a test).
     openid_metadata_url: str = BOT_FRAMEWORK_METADATA
     login_url: str = ENTRA_LOGIN
+    # Microsoft Graph, where a post is looked for after a crash (resource-specific consent).
+    graph_url: str = GRAPH
     # Per conversation, every window at once: never more than n messages in s seconds.
     limits: tuple[tuple[int, float], ...] = TEAMS_LIMITS
     max_attempts: int = 4
@@ -109,6 +112,7 @@ class TeamsSettings:
             dev_mode=dev_mode,
             openid_metadata_url=_url(env, "TEAMS_OPENID_METADATA_URL", BOT_FRAMEWORK_METADATA),
             login_url=_url(env, "TEAMS_LOGIN_URL", ENTRA_LOGIN),
+            graph_url=_url(env, "TEAMS_GRAPH_URL", GRAPH).rstrip("/"),
         )
 
 

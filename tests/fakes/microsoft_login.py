@@ -6,7 +6,9 @@ It plays both sides of Teams' authentication, as the Bot Framework and Microsoft
   and signing keys of the tokens the Bot Connector sends (login.botframework.com). The key is an
   RSA key made for this test run; `token()` signs activities' tokens with it.
 * `POST /{tenant}/oauth2/v2.0/token` — the client-credentials grant that gives Boeket a token for
-  its own calls (login.microsoftonline.com); it checks the app's id and secret.
+  its own calls (login.microsoftonline.com); it checks the app's id and secret, and issues a
+  token for whatever scope is asked (the Bot Connector's, Microsoft Graph's), remembered in
+  `scopes` so a fake API can refuse a token meant for another.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class FakeLogin:
     key_fetches: int = 0
     _issued: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     issued: list[str] = field(default_factory=list)
+    scopes: dict[str, str] = field(default_factory=dict)  # token → the scope it was issued for
 
     @property
     def url(self) -> str:
@@ -124,6 +127,7 @@ class FakeLogin:
             )
         value = f"app-token-{next(self._issued)}"
         self.issued.append(value)
+        self.scopes[value] = form.get("scope", "")
         return web.json_response(
             {"token_type": "Bearer", "expires_in": 3599, "access_token": value}
         )

@@ -7,7 +7,9 @@ client talks to it: URL building, JSON encoding, error handling. Only Microsoft'
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -25,6 +27,7 @@ class Call:
     authorization: str
     status: int = 200
     answer: dict[str, Any] = field(default_factory=dict)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))  # when Teams received it
 
 
 @dataclass
@@ -40,6 +43,7 @@ class FakeConnector:
     calls: list[Call] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     server: TestServer | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1700000000001))
 
     @property
@@ -70,7 +74,14 @@ class FakeConnector:
         self, request: web.Request, kind: Kind, conversation: str = "", activity_id: str = ""
     ) -> tuple[Call, web.Response | None]:
         body = await request.json()
-        call = Call(kind, conversation, activity_id, body, request.headers.get("Authorization", ""))
+        call = Call(
+            kind,
+            conversation,
+            activity_id,
+            body,
+            request.headers.get("Authorization", ""),
+            at=self.clock(),
+        )
         self.calls.append(call)
         failure = self._failure(kind)
         if failure is None:
