@@ -144,6 +144,7 @@ class Crossposter:
         if vector is None:  # pragma: no cover - index() just stored it
             return []
         since = self._clock.now() - HISTORY
+        verdicts = await self._crossposts.verdicts_by_target(self.org)
         out: list[Candidate] = []
         for dept in self._config.departments:
             if dept.id == c.department_id:
@@ -160,15 +161,15 @@ class Crossposter:
             # Themes of both sides: one the lesson is about that the department works on.
             shared_theme = not set(c.themes).isdisjoint(dept.themes)
             score = closeness + (THEME_BONUS if shared_theme else 0.0)
-            score += await self._feedback(f"department:{dept.id}", vector)
+            score += self._feedback(verdicts.get(f"department:{dept.id}", []), vector)
             out.append(Candidate(f"department:{dept.id}", round(score, 4)))
         out.sort(key=lambda cand: -cand.score)
         return out
 
-    async def _feedback(self, target: str, vector: NDArray[np.float32]) -> float:
-        """What the target said of similar suggestions: the closest verdict counts most."""
+    def _feedback(self, verdicts: list[tuple[int, str]], vector: NDArray[np.float32]) -> float:
+        """What a target said of similar suggestions (its `verdicts`): the closest counts most."""
         weights = []
-        for contribution_id, verdict in await self._crossposts.verdicts(self.org, target):
+        for contribution_id, verdict in verdicts:
             other = self._matcher.vector(self.org, contribution_id)
             if other is not None:
                 similarity = self._matcher.relevance(float(other @ vector))

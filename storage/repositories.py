@@ -916,6 +916,19 @@ class CrosspostRepository:
         async with self._db.sessions() as session:
             return [(int(c), str(v)) for c, v in (await session.execute(stmt)).all()]
 
+    async def verdicts_by_target(self, organisation_id: str) -> dict[str, list[tuple[int, str]]]:
+        """`verdicts` of every target of the organisation, in one query."""
+        stmt = (
+            select(CrosspostRow.target, CrosspostRow.contribution_id, CrosspostFeedbackRow.verdict)
+            .join(CrosspostFeedbackRow, CrosspostFeedbackRow.crosspost_id == CrosspostRow.id)
+            .where(CrosspostRow.organisation_id == organisation_id)
+        )
+        found: dict[str, list[tuple[int, str]]] = {}
+        async with self._db.sessions() as session:
+            for target, c, v in (await session.execute(stmt)).all():
+                found.setdefault(str(target), []).append((int(c), str(v)))
+        return found
+
     async def contributions_for(self, organisation_id: str, target: str) -> list[int]:
         """Contributions ever suggested (or planned) to `target`."""
         stmt = select(CrosspostRow.contribution_id).where(
