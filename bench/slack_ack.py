@@ -68,7 +68,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from adapters.slack.settings import SlackSettings
 from bot.app import Boeket, build, web_app
-from bot.cli import configure_logging
+from bot.cli import LISTEN_BACKLOG, configure_logging
 from bot.clock import ManualClock
 from bot.config import OrgConfig, parse_config
 from bot.domain import OccurrenceStatus, Step
@@ -248,7 +248,7 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
     runner = web.AppRunner(app, access_log=None)  # as `boeket run` does
     await runner.setup()
     try:
-        site = web.TCPSite(runner, HOST, 0)
+        site = web.TCPSite(runner, HOST, 0, backlog=LISTEN_BACKLOG)  # as `boeket run` does
         await site.start()
         port = runner.addresses[0][1]
         yield f"http://{HOST}:{port}"

@@ -27,6 +27,7 @@ from prompts.library import PromptError, PromptLibrary
 from storage.db import DatabaseUrlError
 
 EXIT_USAGE = 2
+LISTEN_BACKLOG = 1024  # connections waiting to be accepted (aiohttp: 128)
 
 
 class UserError(Exception):
@@ -168,6 +169,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary
             print=None,
             handle_signals=True,
             access_log=None,
+            # Slack and Teams send bursts (a wave of replies, a busy channel): a full listen
+            # queue drops connections, which the sender retries only after a second.
+            backlog=LISTEN_BACKLOG,
         )
     except OSError as exc:
         if exc.errno in {98, 48}:  # EADDRINUSE on Linux and macOS
