@@ -906,18 +906,9 @@ class CrosspostRepository:
         async with self._db.sessions.begin() as session:
             await session.execute(stmt)
 
-    async def verdicts(self, organisation_id: str, target: str) -> list[tuple[int, str]]:
-        """(contribution id, verdict) of every vote on suggestions made to `target`."""
-        stmt = (
-            select(CrosspostRow.contribution_id, CrosspostFeedbackRow.verdict)
-            .join(CrosspostFeedbackRow, CrosspostFeedbackRow.crosspost_id == CrosspostRow.id)
-            .where(CrosspostRow.organisation_id == organisation_id, CrosspostRow.target == target)
-        )
-        async with self._db.sessions() as session:
-            return [(int(c), str(v)) for c, v in (await session.execute(stmt)).all()]
-
     async def verdicts_by_target(self, organisation_id: str) -> dict[str, list[tuple[int, str]]]:
-        """`verdicts` of every target of the organisation, in one query."""
+        """(contribution id, verdict) of every vote on the organisation's suggestions, per
+        target, in one query."""
         stmt = (
             select(CrosspostRow.target, CrosspostRow.contribution_id, CrosspostFeedbackRow.verdict)
             .join(CrosspostFeedbackRow, CrosspostFeedbackRow.crosspost_id == CrosspostRow.id)

@@ -867,9 +867,9 @@ async def test_a_suggested_lesson_is_block_kit_with_working_feedback_buttons(
     [thanks] = await eventually(lambda: slack.fake.of("response_url"))
     assert thanks.args["response_type"] == "ephemeral"
     [cp] = [c for c in await CrosspostRepository(slack.db).all(ORG) if c.target == "department:ok"]
-    assert await CrosspostRepository(slack.db).verdicts(ORG, "department:ok") == [
-        (cp.contribution_id, "useful")
-    ]
+    assert await CrosspostRepository(slack.db).verdicts_by_target(ORG) == {
+        "department:ok": [(cp.contribution_id, "useful")]
+    }
 
 
 async def test_a_body_that_is_no_slack_payload_gets_400_not_500(slack: SlackEnv) -> None:

@@ -644,19 +644,8 @@ class TeamsAdapter:
                 str(stored.get("thread") or message_id),
             )
             card = cards.received_card(stored["card"], self._received_line(stored) or "")
-            conversation = self._thread(posted)
-
-            async def call(
-                client: ConnectorClientBase,
-                reference: dict[str, Any],
-                conversation: str = conversation,
-                card: dict[str, Any] = card,
-            ) -> None:
-                bot = reference.get("bot") or {}
-                await self._update_card(client, conversation, message_id, card, {"recipient": bot})
-
             try:
-                await self._proactive(posted.channel, call)
+                await self._replace_card(posted, card)
             except Exception as exc:  # the answer is stored; the count shows on the next one
                 log.warning(
                     "Teams: could not show the answer count on card %s (%s)",
@@ -1002,6 +991,10 @@ class TeamsAdapter:
         line = self._received_line(stored) if stored is not None else None
         if line is not None:
             card = cards.received_card(card, line)
+        await self._replace_card(posted, card)
+
+    async def _replace_card(self, posted: PostedMessage, card: dict[str, Any]) -> None:
+        """Update a posted card in place, outside a turn."""
         conversation = self._thread(posted)
 
         async def call(client: ConnectorClientBase, reference: dict[str, Any]) -> None:
