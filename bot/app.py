@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from adapters.local.adapter import LocalAdapter, LocalChannel, LocalSettings
-from bot.background import Background
+from bot.background import Background, InFlight
 from bot.config import OrgConfig
 from bot.contributions import ContributionService
 from bot.crosspost import Crossposter, LessonTravel
@@ -93,6 +93,7 @@ class Boeket:
     matcher: Matcher
     crossposter: Crossposter
     background: Background
+    in_flight: InFlight
     digest: DigestEngine
     dashboard: Dashboard
     personal: PersonalData
@@ -205,6 +206,7 @@ def build(
     occurrences = OccurrenceRepository(db)
     contributions = ContributionRepository(db)
     adapters: dict[str, Adapter] = {}
+    in_flight = InFlight()
     local = LocalAdapter(
         local_settings(config, texts),
         clock=clock,
@@ -222,6 +224,7 @@ def build(
             # hand on (or drop) replies that were acknowledged here.
             state=StateStore(db, "slack", namespace=config.organisation.id),
             close_label=texts(None, "form.cancel"),
+            in_flight=in_flight,
         )
         adapters[slack.platform] = slack
     if settings.teams is not None:
@@ -286,7 +289,7 @@ def build(
         worker=settings.worker_id,
         lease=lease,
     )
-    background = Background()
+    background = Background(in_flight=in_flight)
     service = ContributionService(
         themes=themes,
         config=config,
@@ -335,6 +338,7 @@ def build(
         matcher=matcher,
         crossposter=crossposter,
         background=background,
+        in_flight=in_flight,
         digest=DigestEngine(
             config=config,
             texts=texts,
@@ -373,7 +377,10 @@ async def _health(request: web.Request) -> web.Response:
 
 def web_app(boeket: Boeket, *, timer: bool = True) -> web.Application:
     """The one aiohttp application: every adapter's routes, the health check, start and stop."""
-    app = web.Application(client_max_size=1024**2, middlewares=[middleware(boeket.metrics)])
+    app = web.Application(
+        client_max_size=1024**2,
+        middlewares=[middleware(boeket.metrics), boeket.in_flight.middleware()],
+    )
     app[BOEKET] = boeket
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", ready_handler)

@@ -452,6 +452,30 @@ async def test_deel_acks_at_once_and_opens_the_share_modal(slack: SlackEnv) -> N
     ]
 
 
+async def test_work_after_acks_lets_the_requests_being_answered_go_first(
+    slack: SlackEnv,
+) -> None:
+    """In a burst, opening the modal waits until no other request is being answered, so that
+    every acknowledgement of the burst goes out first; within its patience, it opens anyway."""
+    in_flight = slack.boeket.in_flight
+    in_flight.started()  # another request of the burst is being answered
+    try:
+        response = await slack.command("")
+        assert response.status == 200
+        await asyncio.sleep(0.3)
+        assert slack.fake.of("views.open") == []
+    finally:
+        in_flight.finished()
+    await eventually(lambda: slack.fake.of("views.open"), within=2.0)
+
+    in_flight.started()  # a stream that never pauses: the modal opens after the patience
+    try:
+        await slack.command("")
+        await eventually(lambda: len(slack.fake.of("views.open")) == 2, within=3.0)
+    finally:
+        in_flight.finished()
+
+
 async def test_deel_help_and_outside_a_department(slack: SlackEnv) -> None:
     await slack.command("help")
     [help_] = await eventually(lambda: slack.fake.of("response_url"))
@@ -779,6 +803,7 @@ async def test_reminder_and_followup_go_in_the_prompts_thread_harvest_in_the_cha
     await slack.tick(OK_PROMPT_AT)
     thread = prompt_ts(slack)
     await slack.event(reply_event("Een goed begin.", thread), event_id="Ev0CYCLE")
+    await slack.settle()  # the reply is stored after the acknowledgement
     for moment in (
         datetime(2027, 3, 2, 3, 30, tzinfo=UTC),  # reminder, three hours before 07:30 CET
         OK_HARVEST_AT,  # harvest at the meeting's start

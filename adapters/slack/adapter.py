@@ -24,7 +24,7 @@ import random
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.slack import translate
 from adapters.slack.settings import SlackSettings
+from bot.background import InFlight
 from bot.domain import ChannelRef, Person, PostedMessage
 from bot.messages import (
     ButtonEvent,
@@ -82,6 +83,15 @@ INBOX = "inbox:"
 # Messages handed to the core at the same time: each needs the database and perhaps the embedder,
 # and the acknowledgements of the requests still arriving need the database too.
 INBOX_WORKERS = 4
+# Work after answers running at once (modals, whispers, replies to hand on); the rest wait their
+# turn instead of all sharing the event loop with the next answers.
+LATER_WORKERS = 8
+# Bolt middleware for features Boeket does not use (workflow functions, AI assistant threads):
+# each runs for every request, before the answer.
+LEAN: dict[str, Any] = {
+    "attaching_function_token_enabled": False,
+    "attaching_conversation_kwargs_enabled": False,
+}
 INBOX_BATCH = 500  # entries per INSERT, well below SQLite's limit on bound parameters
 # Every message Boeket posts with an idempotency key carries it in its metadata, as this event.
 METADATA_EVENT = "boeket_post"
@@ -247,8 +257,10 @@ class SlackAdapter:
         engine: AsyncEngine | None = None,
         state: StateStorePort | None = None,
         close_label: str = "Annuleren",
+        in_flight: InFlight | None = None,
     ) -> None:
         self._settings = settings
+        self._in_flight = in_flight
         self._state = state
         self._inbox = Inbox(state) if state is not None else None
         self._pace_seconds = settings.pace_seconds
@@ -262,6 +274,7 @@ class SlackAdapter:
         self._privacy: dict[tuple[str, str], tuple[bool, float]] = {}
         self._pending: set[asyncio.Future[None]] = set()
         self._inbox_slots = asyncio.Semaphore(INBOX_WORKERS)
+        self._later_slots = asyncio.Semaphore(LATER_WORKERS)
         self._session: aiohttp.ClientSession | None = None
         self._socket_handler: Any = None
         self._installations: AsyncSQLAlchemyInstallationStore | None = None
@@ -288,12 +301,14 @@ class SlackAdapter:
                 oauth_settings=oauth,
                 client=self.client,
                 process_before_response=True,
+                **LEAN,
             )
         else:
             self.app = AsyncApp(
                 signing_secret=settings.signing_secret,
                 client=self.client,  # it carries the bot token
                 process_before_response=True,
+                **LEAN,
             )
         self._register()
 
@@ -325,12 +340,23 @@ class SlackAdapter:
         else:
             log.info("Slack: listening at /slack/events (%s workspace mode)", self._settings.mode)
 
-    def _later(self, call: Awaitable[Any], what: str = "a whisper to one person") -> None:
-        """Run `call` after Slack has its answer; `stop` waits for it."""
+    def _later(self, call: Coroutine[Any, Any, Any], what: str = "a whisper to one person") -> None:
+        """Run `call` after Slack has its answer, once the requests being answered have gone
+        first (`InFlight.quiet`); `stop` waits for it."""
+        queued = time.monotonic()
 
         async def run() -> None:
+            started = False
             try:
-                await call
+                if self._in_flight is not None:
+                    await self._in_flight.quiet(queued)
+                async with self._later_slots:
+                    started = True
+                    await call
+            except asyncio.CancelledError:
+                if not started:
+                    call.close()  # stopped before it began
+                raise
             except SlackApiError as exc:
                 log.warning("Slack: %s failed (%s)", what, slack_error(exc))
             except Exception:
