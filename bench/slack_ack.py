@@ -67,7 +67,7 @@ from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler, Middleware
 
 from adapters.slack.settings import SlackSettings
-from bot.app import Boeket, build, web_app
+from bot.app import Boeket, build, freeze_startup_objects, web_app
 from bot.cli import LISTEN_BACKLOG, configure_logging
 from bot.clock import ManualClock
 from bot.config import OrgConfig, parse_config
@@ -621,6 +621,7 @@ async def run(args: argparse.Namespace) -> int:
         await bench.drain()
         bench.drain_notes.clear()
         bench.profile = profile
+        freeze_startup_objects()  # as `boeket run` does once it has started
 
         started = time.monotonic()
         for level in levels:

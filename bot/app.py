@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -373,6 +374,15 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ok", "database": boeket.db.backend, "now": boeket.clock.now().isoformat()}
     )
+
+
+def freeze_startup_objects() -> None:
+    """Call once start-up is done: what exists then (modules, models, the SDKs' objects, the
+    configuration) lives as long as the process. Moved out of the garbage collector's reach, a
+    full collection no longer walks all of it: one took 40-160 ms here, a pause that every
+    request in flight waits for. Not for processes that start Boeket many times (tests)."""
+    gc.collect()
+    gc.freeze()
 
 
 def web_app(boeket: Boeket, *, timer: bool = True) -> web.Application:

@@ -119,9 +119,9 @@ class Background:
 
     async def _run(self, work: Coroutine[Any, Any, Any], name: str, queued: float) -> None:
         try:
-            if self._in_flight is not None:
-                await self._in_flight.quiet(queued)
             async with self._slots:
+                if self._in_flight is not None:  # on getting a turn, as the Slack adapter does
+                    await self._in_flight.quiet(queued)
                 await work
         except asyncio.CancelledError:
             work.close()  # cancelled while waiting its turn: it never started

@@ -138,7 +138,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings, prompts: Prompt
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary) -> int:
-    from bot.app import build, web_app
+    from bot.app import build, freeze_startup_objects, web_app
     from bot.clock import ScaledClock, SystemClock
 
     config = _load(settings.config_path, prompts, settings.language)
@@ -158,6 +158,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings, prompts: PromptLibrary
 
     async def announce(_app: web.Application) -> None:
         # After Boeket's own start-up (database, migrations, adapters) has succeeded.
+        freeze_startup_objects()
         print(announcement, flush=True)
 
     app.on_startup.append(announce)

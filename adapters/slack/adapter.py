@@ -348,9 +348,11 @@ class SlackAdapter:
         async def run() -> None:
             started = False
             try:
-                if self._in_flight is not None:
-                    await self._in_flight.quiet(queued)
                 async with self._later_slots:
+                    # Checked on getting a turn, not before: a quiet moment lets the first few
+                    # go, and the rest look again when their turn comes.
+                    if self._in_flight is not None:
+                        await self._in_flight.quiet(queued)
                     started = True
                     await call
             except asyncio.CancelledError:
