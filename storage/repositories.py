@@ -578,14 +578,15 @@ class StateStore:
             }
             for key, value in values.items()
         ]
+        # One statement for any number of rows (executemany): compiled once and cached, where
+        # a VALUES list of its own per batch size was compiled for every write.
         stmt = (
             _insert(self._db, AdapterStateRow)
-            .values(rows)
             .on_conflict_do_nothing(index_elements=["platform", "key"])
             .returning(AdapterStateRow.key)
         )
         async with self._db.sessions.begin() as session:
-            new = (await session.scalars(stmt)).all()
+            new = (await session.scalars(stmt, rows)).all()
         return {key.removeprefix(self._prefix) for key in new}
 
     async def delete(self, key: str) -> None:

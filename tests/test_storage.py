@@ -185,6 +185,23 @@ async def test_state_store_keeps_json_per_platform(db: Database) -> None:
     assert list(await teams.keys("conversation:")) == ["conversation:19:abc"]
 
 
+async def test_state_store_add_many_keeps_only_new_keys_and_says_which(db: Database) -> None:
+    inbox = StateStore(db, "slack", namespace="org-a")
+    assert await inbox.add_many({"inbox:1": {"n": 1}, "inbox:2": {"n": 2}}, NOW) == {
+        "inbox:1",
+        "inbox:2",
+    }
+    # A retry of 2 among new ones: only the new are reported, and 2 keeps its first value.
+    assert await inbox.add_many({"inbox:2": {"n": 99}, "inbox:3": {"n": 3}}, NOW) == {"inbox:3"}
+    assert await inbox.get("inbox:2") == {"n": 2}
+    assert await inbox.add_many({}, NOW) == set()
+    # The same key in another organisation's namespace is another entry.
+    assert await StateStore(db, "slack", namespace="org-b").add_many({"inbox:1": {}}, NOW) == {
+        "inbox:1"
+    }
+    assert sorted(await inbox.keys("inbox:")) == ["inbox:1", "inbox:2", "inbox:3"]
+
+
 async def test_health_ping(db: Database) -> None:
     await db.ping()
     async with db.engine.connect() as conn:
