@@ -90,6 +90,7 @@ HOST = "127.0.0.1"
 TARGET_LEVEL = 200
 TARGET_P99_MS = 100.0
 SLACK_LIMIT_MS = 3000.0
+TRIGGER_S = 3.0  # a /deel's trigger_id opens a modal only this long after the command
 REQUEST_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 120.0
 WARMUP = 60  # requests per kind and target, at concurrency 10, not reported
@@ -154,7 +155,9 @@ def request_for(job: LoadJob, i: int) -> tuple[bytes, dict[str, str]]:
             "text": "",
             "api_app_id": "A0BOEKET",
             "response_url": job.response_url,
-            "trigger_id": f"trig-{i}",
+            # When it was sent (CLOCK_MONOTONIC, shared by the processes of this machine): the
+            # fake API measures how long after its /deel each modal was opened.
+            "trigger_id": f"trig-{i}-{time.monotonic():.6f}",
         }
         body = urlencode(form)
         content_type = "application/x-www-form-urlencoded"
@@ -321,7 +324,18 @@ def fake_slack_process(conn: Connection, delay_ms: float) -> None:
             app.middlewares.append(api_delay(delay_ms / 1000))
 
         async def counts(request: web.Request) -> web.Response:
-            return web.json_response(dict(Counter(c.method for c in fake.calls)))
+            ages = [
+                call.at - float(str(call.args.get("trigger_id", "")).rpartition("-")[2])
+                for call in fake.calls
+                if call.method == "views.open"
+            ]
+            return web.json_response(
+                {
+                    "calls": dict(Counter(c.method for c in fake.calls)),
+                    "modal_max_age_s": max(ages, default=0.0),
+                    "modals_too_late": sum(age > TRIGGER_S for age in ages),
+                }
+            )
 
         app.router.add_get(COUNTS_PATH, counts)
         server = TestServer(app, host=HOST)
@@ -369,10 +383,15 @@ class CallCounter:
     def __init__(self, url: str) -> None:
         self._url = url
         self.counts: Counter[str] = Counter()
+        self.modal_max_age_s = 0.0
+        self.modals_too_late = 0
 
     async def update(self) -> Counter[str]:
         async with aiohttp.ClientSession() as session, session.get(self._url) as response:
-            self.counts = Counter(await response.json())
+            answer = await response.json()
+        self.counts = Counter(answer["calls"])
+        self.modal_max_age_s = float(answer["modal_max_age_s"])
+        self.modals_too_late = int(answer["modals_too_late"])
         return self.counts
 
 
@@ -660,6 +679,12 @@ async def run(args: argparse.Namespace) -> int:
             "fake Slack API calls: "
             + ", ".join(f"{method} {n}" for method, n in sorted(counts.items()))
         )
+        late = bench.calls.modals_too_late
+        print(
+            f"/deel modals opened at most {bench.calls.modal_max_age_s:.2f} s after their "
+            f"command (Slack's trigger lasts {TRIGGER_S:.0f} s): "
+            + (f"{late} TOO LATE" if late else "all in time")
+        )
         print(f"measured phase: {measured_s:.1f} s; load average at the end: {load_average()}")
 
         target_rows = [r for r in bench.rows if r.level == TARGET_LEVEL and r.target == "boeket"]
@@ -695,7 +720,12 @@ async def run(args: argparse.Namespace) -> int:
         if profile is not None:
             print_profile(profile)
 
-        ok = bench.failures == 0 and retry.errors == 0 and stored == bench.events_to_boeket
+        ok = (
+            bench.failures == 0
+            and retry.errors == 0
+            and stored == bench.events_to_boeket
+            and late == 0
+        )
         if not ok:
             print(f"\nERRORS: {bench.failures + retry.errors} failed requests or checks")
         return 0 if ok else 1
