@@ -27,8 +27,7 @@ LIMIT = 4
 PATIENCE = 1.0
 # How long without any request counts as a quiet moment. Between the requests of a burst there
 # are gaps of a fraction of a millisecond; at a steady 40 requests a second, of about 20 ms, in
-# which the work should go on. (50 ms held work back for its whole patience at such a rate, and
-# made no difference in a burst.)
+# which the work should go on (50 ms held it back for its whole patience at such a rate).
 CALM = 0.005
 
 
