@@ -126,7 +126,7 @@ async def run(args: argparse.Namespace, datasets: list[Pairs]) -> int:
                 auth_header=args.auth_header,
             )
         else:
-            embedder = build_embedder(args.embedder)
+            embedder = build_embedder(args.embedder, env=os.environ)  # XDG_CACHE_HOME etc.
         started = time.perf_counter()
         await embedder.embed(["Het model laden."], kind=args.kind)  # loads the model, if any
         load_seconds = time.perf_counter() - started

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -164,7 +165,7 @@ async def tune(embedder: Embedder, situations: list[Situation], dev: NDArray[np.
 async def run(args: argparse.Namespace) -> int:
     situations = read_situations(args.pairs)
     dev = np.arange(len(situations)) % 2 == 0
-    embedder = build_embedder(args.embedder)
+    embedder = build_embedder(args.embedder, env=os.environ)  # XDG_CACHE_HOME, OMP_NUM_THREADS
     print(f"embedder: {embedder.name}")
     print(
         f"{len(situations)} situations, each with a helpful lesson and a decoy; relevance: "

