@@ -361,7 +361,10 @@ def _embedder(settings: Settings) -> Embedder:
     """The configured embedder; for an endpoint, the lexical one until `start` connects it."""
     if settings.embedder == "openai":
         return LexicalEmbedder()
-    return build_embedder(settings.embedder)  # type: ignore[arg-type]
+    return build_embedder(
+        settings.embedder,  # type: ignore[arg-type]
+        env=dict(settings.embedder_env),
+    )
 
 
 async def _health(request: web.Request) -> web.Response:

@@ -295,7 +295,8 @@ def cmd_match_score(args: argparse.Namespace, settings: Settings, prompts: Promp
         raise UserError(
             prompts.text(lang, "cli.pairs_malformed", path=str(args.pairs), where=str(exc))
         ) from None
-    scores = asyncio.run(score_pairs(best_available(), pairs, args.mode))
+    embedder = best_available(env=dict(settings.embedder_env))
+    scores = asyncio.run(score_pairs(embedder, pairs, args.mode))
     sys.stdout.write("".join(f"{s:.4f}\n" for s in scores))
     return 0
 

