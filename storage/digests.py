@@ -6,11 +6,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from bot.domain import Contribution, Crosspost, OccurrenceStatus
 from storage.db import Database
-from storage.repositories import _claim, _claimable, _contribution, _crosspost, _insert
+from storage.repositories import (
+    _claim,
+    _claimable,
+    _contribution,
+    _crosspost,
+    _finish,
+    _insert,
+    _release,
+)
 from storage.tables import (
     ContributionRow,
     CrosspostFeedbackRow,
@@ -110,29 +118,10 @@ class DigestRepository:
         values: dict[str, Any] = {"status": status.value, "finished_at": now, "note": note}
         if platform is not None:
             values.update(platform=platform, channel=channel, message_id=message_id)
-        stmt = (
-            update(DigestRow)
-            .where(
-                DigestRow.id == digest_id,
-                DigestRow.status == OccurrenceStatus.CLAIMED.value,
-                DigestRow.claimed_by == worker,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        async with self._db.sessions.begin() as session:
-            result = await session.execute(stmt)
-        return bool(result.rowcount == 1)
+        return await _finish(self._db, DigestRow, digest_id, worker, values)
 
     async def release(self, digest_id: int, worker: str, note: str) -> None:
-        stmt = (
-            update(DigestRow)
-            .where(DigestRow.id == digest_id, DigestRow.claimed_by == worker)
-            .values(status=OccurrenceStatus.PENDING.value, claimed_by=None, note=note[:500])
-            .execution_options(synchronize_session=False)
-        )
-        async with self._db.sessions.begin() as session:
-            await session.execute(stmt)
+        await _release(self._db, DigestRow, digest_id, worker, note)
 
     async def all(self, organisation_id: str) -> list[Digest]:
         stmt = (

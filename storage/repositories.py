@@ -74,6 +74,39 @@ async def _claim(
     return bool(result.rowcount == 1)
 
 
+async def _finish(
+    db: Database, table: ClaimTable, row_id: int, worker: str, values: dict[str, Any]
+) -> bool:
+    """Record the outcome of `worker`'s claim; False if another worker has taken the row over."""
+    stmt = (
+        update(table)
+        .where(
+            table.id == row_id,
+            table.status == OccurrenceStatus.CLAIMED.value,
+            table.claimed_by == worker,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    async with db.sessions.begin() as session:
+        result = await session.execute(stmt)
+    return bool(result.rowcount == 1)
+
+
+async def _release(
+    db: Database, table: ClaimTable, row_id: int, worker: str, note: str, **extra: Any
+) -> None:
+    """Give `worker`'s claim back after a failed attempt, so that a later tick retries it."""
+    stmt = (
+        update(table)
+        .where(table.id == row_id, table.claimed_by == worker)
+        .values(status=OccurrenceStatus.PENDING.value, claimed_by=None, note=note[:500], **extra)
+        .execution_options(synchronize_session=False)
+    )
+    async with db.sessions.begin() as session:
+        await session.execute(stmt)
+
+
 def _occurrence(row: OccurrenceRow) -> Occurrence:
     return Occurrence(
         id=row.id,
@@ -226,30 +259,11 @@ class OccurrenceRepository:
         ):
             if value is not None:
                 values[name] = value
-        stmt = (
-            update(OccurrenceRow)
-            .where(
-                OccurrenceRow.id == occurrence_id,
-                OccurrenceRow.status == OccurrenceStatus.CLAIMED.value,
-                OccurrenceRow.claimed_by == worker,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        async with self._db.sessions.begin() as session:
-            result = await session.execute(stmt)
-        return bool(result.rowcount == 1)
+        return await _finish(self._db, OccurrenceRow, occurrence_id, worker, values)
 
     async def release(self, occurrence_id: int, worker: str, note: str) -> None:
         """Give a claim back after a failed attempt so a later tick retries it."""
-        stmt = (
-            update(OccurrenceRow)
-            .where(OccurrenceRow.id == occurrence_id, OccurrenceRow.claimed_by == worker)
-            .values(status=OccurrenceStatus.PENDING.value, claimed_by=None, note=note[:500])
-            .execution_options(synchronize_session=False)
-        )
-        async with self._db.sessions.begin() as session:
-            await session.execute(stmt)
+        await _release(self._db, OccurrenceRow, occurrence_id, worker, note)
 
     async def get(
         self, organisation_id: str, department_id: str, step: Step, round_date: date
@@ -849,19 +863,7 @@ class CrosspostRepository:
             await session.execute(stmt)
 
     async def release(self, crosspost_id: int, worker: str, due_at: datetime, note: str) -> None:
-        stmt = (
-            update(CrosspostRow)
-            .where(CrosspostRow.id == crosspost_id, CrosspostRow.claimed_by == worker)
-            .values(
-                status=OccurrenceStatus.PENDING.value,
-                claimed_by=None,
-                due_at=due_at,
-                note=note[:500],
-            )
-            .execution_options(synchronize_session=False)
-        )
-        async with self._db.sessions.begin() as session:
-            await session.execute(stmt)
+        await _release(self._db, CrosspostRow, crosspost_id, worker, note, due_at=due_at)
 
     async def get(self, organisation_id: str, crosspost_id: int) -> Crosspost | None:
         async with self._db.sessions() as session:
