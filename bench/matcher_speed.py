@@ -12,9 +12,11 @@ themes and kinds varied) and reports:
 - the time to fill the index with `--n` vectors of the embedder's dimension, as at start. The
   vectors are the sample's real ones, each varied with a little noise (what a search costs does
   not depend on the values, only on their number and dimension);
-- top-5 query latency, p50/p95 over `--queries` new texts: embedding the query text, and the
-  search (with the crossposter's kind of filter: another department's lessons), and both; and
-  the recall of the index's two-stage search against the exact one;
+- top-5 query latency, p50/p95 over `--queries` new texts: embedding the query text as a
+  search (as `Matcher.embed_query` does: with e5, the "query: " prefix alone), and the search
+  (with the crossposter's kind of filter: another department's lessons), and both; the recall
+  of the index's two-stage search against the exact one; and how many of the exact top 5 are
+  the same when the text is embedded as a stored contribution instead (both prefixes);
 - adding one contribution to a full index: one embedding plus one append, no rebuild (p50/p95
   over `--adds`);
 - peak memory of the process (VmHWM, Linux).
@@ -34,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.embedders import CHOICES, build_embedder
+from bot.embedders import CHOICES, asymmetric, build_embedder
 from bot.vectorindex import Entry, Filters, VectorIndex
 
 SECTORS = {
@@ -279,16 +281,20 @@ async def run(args: argparse.Namespace) -> None:
 
     embed_times, search_times, total_times = [], [], []
     departments = itertools.cycle(sorted({c[1] for c in corpus}))
-    found = 0
+    found = same = 0
+    search_view = asymmetric(embedder)  # a free text is a search, as in Matcher.embed_query
     for text, *_ in queries:
         t0 = time.perf_counter()
-        [query] = await embedder.embed([text], kind="query")
+        [query] = await search_view.embed([text], kind="query")
         t1 = time.perf_counter()
         filters = Filters(exclude_department=next(departments))
         hits = index.search(query, 5, filters)
         t2 = time.perf_counter()
         exact = index.search(query, 5, filters, exact=True)
         found += len({h.contribution_id for h in hits} & {h.contribution_id for h in exact})
+        [stored] = await embedder.embed([text], kind="passage")  # as if it were stored
+        alike = index.search(stored, 5, filters, exact=True)
+        same += len({h.contribution_id for h in alike} & {h.contribution_id for h in exact})
         if len(hits) != 5:
             raise SystemExit("a search found fewer than 5 hits: nothing was measured")
         embed_times.append(t1 - t0)
@@ -298,6 +304,10 @@ async def run(args: argparse.Namespace) -> None:
     print(f"query, top-5 search:      {percentiles(search_times)}")
     print(f"query, total:             {percentiles(total_times)}")
     print(f"query, recall@5 against the exact search: {found / (5 * len(queries)):.3f}")
+    print(
+        "query, top-5 shared with the text embedded as a stored contribution: "
+        f"{same / (5 * len(queries)):.3f}"
+    )
 
     add_times, append_times = [], []
     for j, (text, department, kind, theme) in enumerate(adds):

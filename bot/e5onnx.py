@@ -396,18 +396,27 @@ def default_cache_dir(env: Mapping[str, str]) -> Path:
     return (Path(base) if base else Path.home() / ".cache") / "boeket"
 
 
-def default_threads(env: Mapping[str, str]) -> int:
-    """OMP_NUM_THREADS when it is a positive number, else the cores this process may use."""
+def default_threads(env: Mapping[str, str], cores: int | None = None) -> int:
+    """OMP_NUM_THREADS when it is a positive number, else half the cores this process may use
+    (`cores`, read from the system when not given), at least one.
+
+    Half, because the embedder shares the process with USE, the search and the web server that
+    must answer Slack and Teams at once: on two cores a second ONNX Runtime thread made a
+    free-text query no faster (it took the core that USE could run on meanwhile), and on a busy
+    machine far slower; embedding many texts at once gains only ~10% from it.
+    """
     try:
         wanted = int(env.get("OMP_NUM_THREADS", "").split(",")[0])
     except ValueError:
         wanted = 0
     if wanted > 0:
         return wanted
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+    return max(1, cores // 2)
 
 
 class ModelCache:
@@ -530,19 +539,25 @@ class OnnxE5:
         return means
 
     def pairs(self, texts: Sequence[str]) -> tuple[Vectors, Vectors]:
-        """The unit rows of `texts` with the "query: " and with the "passage: " prefix.
+        """The unit rows of `texts` with the "query: " and with the "passage: " prefix."""
+        query, passage = self.rows(texts, (True, False))
+        return query, passage
 
-        Each run holds the two prefixed versions of one text (or of one window of a text):
-        both prefixes cost one pass over the weights, and a text's rows are exactly the same
-        whatever it is embedded with. A text longer than a window (510 tokens and <s>, </s>) is
-        cut into windows without overlap, and its row is the mean of the windows' means
-        weighted by their token counts, as in e5.c.
+    def rows(self, texts: Sequence[str], prefixes: Sequence[bool]) -> list[Vectors]:
+        """The unit rows of `texts` with each of `prefixes` (True: "query: ", False:
+        "passage: "), one array per prefix.
+
+        Each run holds the prefixed versions of one text (or of one window of a text): two
+        prefixes in one run cost about 1.6x one (one pass over the weights for both), and a
+        text's rows are exactly the same whatever it is embedded with. A text longer than a
+        window (510 tokens and <s>, </s>) is cut into windows without overlap, and its row is
+        the mean of the windows' means weighted by their token counts, as in e5.c.
         """
-        out = np.zeros((2, len(texts), self.dim), np.float32)
+        out = np.zeros((len(prefixes), len(texts), self.dim), np.float32)
         tok = self.tokenizer
         for row, text in enumerate(texts):
             windows: list[list[tuple[int, list[int]]]] = []
-            for side, query in enumerate((True, False)):
+            for side, query in enumerate(prefixes):
                 content = tok.ids(text, query=query)
                 for n, start in enumerate(range(0, max(len(content), 1), self._size)):
                     part = content[start : start + self._size]
@@ -555,4 +570,4 @@ class OnnxE5:
                     out[side, row] += np.float32(max(len(part), 1)) * mean
         norms = np.linalg.norm(out, axis=2, keepdims=True)
         rows: Vectors = out / np.maximum(norms, np.float32(1e-6))
-        return rows[0], rows[1]
+        return list(rows)

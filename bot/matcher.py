@@ -139,6 +139,7 @@ class Matcher:
         self._floor = 0.0
         self._help_floor = 0.0
         self._relevance = Relevance(embedder)
+        self._search = asymmetric(embedder)
         self._roles: OrderedDict[tuple[str, int, str], NDArray[np.float32]] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -310,7 +311,11 @@ class Matcher:
         return self._index(organisation_id).vector(contribution_id)
 
     async def embed_query(self, text: str) -> NDArray[np.float32]:
-        vectors = await self.embedder.embed([text], kind="query")
+        """A free text's vector for searching the stored contributions: a search, so an e5
+        *query* (the "query: " prefix alone: one pass of the model instead of the two that a
+        stored contribution's both prefixes take) against their vectors. Embedders without
+        roles embed it as they embed everything."""
+        vectors = await self._search.embed([text], kind="query")
         return np.ascontiguousarray(vectors[0], dtype=np.float32)
 
     def search(

@@ -26,7 +26,7 @@ class SettingsError(ValueError):
 
 
 # The environment variables the embedders follow (see `bot.embedders.E5Embedder`).
-EMBEDDER_ENV = ("XDG_CACHE_HOME", "OMP_NUM_THREADS")
+EMBEDDER_ENV = ("XDG_CACHE_HOME", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 EMBEDDERS = ("auto", "lexical", "use", "e5", "e5-both", "ensemble", "openai")
 
@@ -62,7 +62,8 @@ class Settings:
     slack: SlackSettings | None = None
     embedder: str = "auto"
     # What the embedders read of the environment: XDG_CACHE_HOME (where the built e5 model is
-    # kept) and OMP_NUM_THREADS (ONNX Runtime's threads), as (name, value) pairs.
+    # kept), OMP_NUM_THREADS (ONNX Runtime's threads) and OPENBLAS_NUM_THREADS (numpy's BLAS), as
+    # (name, value) pairs.
     embedder_env: tuple[tuple[str, str], ...] = ()
     embeddings: EmbeddingEndpoint | None = None
     teams: TeamsSettings | None = None

@@ -17,7 +17,13 @@ import numpy as np
 import pytest
 
 from bot.e5onnx import ModelCache, OnnxE5, default_cache_dir, default_threads
-from bot.embedders import E5Embedder, EmbedderUnavailable, best_available, cpu_has_avx2
+from bot.embedders import (
+    E5Embedder,
+    EmbedderUnavailable,
+    asymmetric,
+    best_available,
+    cpu_has_avx2,
+)
 
 from .test_embedders import Importer
 
@@ -112,6 +118,46 @@ def test_a_text_comes_out_the_same_alone_or_with_others(engine: OnnxE5) -> None:
     np.testing.assert_array_equal(alone[1][0], together[1][1])
 
 
+def test_a_prefix_alone_comes_out_as_in_a_pair(engine: OnnxE5) -> None:
+    texts = [TEXTS[0], TEXTS[3], LONG]
+    queries, passages = engine.pairs(texts)
+
+    [query_alone] = engine.rows(texts, (True,))
+    [passage_alone] = engine.rows(texts, (False,))
+
+    np.testing.assert_allclose(query_alone, queries, atol=1e-6)
+    np.testing.assert_allclose(passage_alone, passages, atol=1e-6)
+
+
+async def test_a_free_text_search_costs_one_row_of_the_model(tmp_path: Path) -> None:
+    """A search asks for the "query: " row alone and gets one row's run; storing the same
+    text later computes only the "passage: " row it lacks."""
+    both = E5Embedder(prefixes="both", env={"XDG_CACHE_HOME": str(tmp_path)})
+    await both.embed(["Het model laden."], kind="passage")
+    model = both._core._model
+    assert isinstance(model, OnnxE5)
+    runs: list[int] = []
+    run = model._run
+
+    def counting(windows: Any) -> Any:
+        runs.append(len(windows))
+        return run(windows)
+
+    model._run = counting  # type: ignore[method-assign]
+
+    [search] = await asymmetric(both).embed([TEXTS[0]], kind="query")
+    assert runs == [1]
+    [stored] = await both.embed([TEXTS[0]], kind="passage")
+    assert runs == [1, 1]
+    await both.embed([TEXTS[1]], kind="passage")
+    assert runs == [1, 1, 2]  # a new text to store: both prefixes in one run
+
+    queries, passages = model.pairs([TEXTS[0]])
+    np.testing.assert_allclose(search, queries[0], atol=1e-6)
+    summed = queries[0] + passages[0]
+    np.testing.assert_allclose(stored, summed / np.linalg.norm(summed), atol=1e-6)
+
+
 def test_the_built_model_is_read_back_from_the_cache(engine: OnnxE5, cache_dir: Path) -> None:
     assert ModelCache(cache_dir).path("test").is_file()
 
@@ -160,9 +206,13 @@ def test_a_cache_folder_that_cannot_be_written_is_no_error(
 def test_the_cache_follows_xdg_and_threads_follow_omp() -> None:
     assert default_cache_dir({"XDG_CACHE_HOME": "/var/cache/x"}) == Path("/var/cache/x/boeket")
     assert default_cache_dir({}) == Path.home() / ".cache" / "boeket"
-    assert default_threads({"OMP_NUM_THREADS": "1"}) == 1
-    assert default_threads({"OMP_NUM_THREADS": "not a number"}) == len(os.sched_getaffinity(0))
-    assert default_threads({}) == len(os.sched_getaffinity(0))
+    assert default_threads({"OMP_NUM_THREADS": "1"}, cores=8) == 1
+    assert default_threads({"OMP_NUM_THREADS": "2"}, cores=2) == 2
+    # Unset or unusable: half the cores, leaving the rest to USE, the search and the web server.
+    assert default_threads({"OMP_NUM_THREADS": "not a number"}, cores=8) == 4
+    assert default_threads({}, cores=2) == 1
+    assert default_threads({}, cores=1) == 1
+    assert default_threads({}) == max(1, len(os.sched_getaffinity(0)) // 2)
 
 
 async def test_the_embedder_runs_on_onnx_runtime_when_it_is_installed(

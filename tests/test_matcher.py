@@ -13,8 +13,9 @@ import pytest
 from bot.cli import main
 from bot.clock import ManualClock
 from bot.domain import Kind, NewContribution, Person, Source
-from bot.embedders import Embedder, LexicalEmbedder
+from bot.embedders import Embedder, LexicalEmbedder, asymmetric
 from bot.matcher import Matcher, WordMask, score_pairs
+from bot.vectorindex import Filters
 from storage.db import Database
 from storage.repositories import ContributionRepository, VectorRepository
 
@@ -210,3 +211,60 @@ async def test_crossposting_scores_a_department_for_help_as_relevance_does(
     assert needs > shares_words
     assert needs == pytest.approx(matcher.helpfulness(relevance[0]), abs=1e-4)
     assert shares_words == pytest.approx(matcher.helpfulness(relevance[1]), abs=1e-4)
+
+
+async def test_a_free_text_finds_the_closest_contributions_within_the_filters(
+    db: Database, default_embedder: Embedder
+) -> None:
+    """`similar_text`: a free text (one not stored) against the stored contributions. It is a
+    search, so it is embedded as one (with e5: the "query: " prefix alone, one pass of the
+    model); the filters hold."""
+    contributions = ContributionRepository(db)
+    matcher = Matcher(
+        embedder=default_embedder,
+        vectors=VectorRepository(db),
+        contributions=contributions,
+        clock=ManualClock(NOW),
+    )
+    rows = [
+        ("sectie-engels", Kind.LES, BUDDY),
+        ("onderbouw", Kind.CASUS, NEWCOMERS),
+        ("facilitair", Kind.LES, FIRE_DRILL),
+        ("facilitair", Kind.SUCCES, UNRELATED),
+    ]
+    ids = {}
+    for i, (dept, kind, text) in enumerate(rows):
+        stored, _ = await contributions.add(
+            NewContribution(
+                organisation_id="school",
+                department_id=dept,
+                kind=kind,
+                source=Source.REPLY,
+                round_date=NOW.date(),
+                text=text,
+                anonymous=False,
+                author=Person(f"p{i}", "Collega"),
+                platform="local",
+                event_key=f"free-text:{i}",
+                created_at=NOW,
+            )
+        )
+        await matcher.index(stored)
+        ids[text] = stored.id
+    question = "Nieuwe collega's krijgen de eerste maand een maatje, zodat ze langer blijven."
+
+    hits = await matcher.similar_text("school", question, k=4)
+    elsewhere = await matcher.similar_text(
+        "school", question, k=4, filters=Filters(exclude_department="sectie-engels")
+    )
+    lessons = await matcher.similar_text(
+        "school", question, k=4, filters=Filters(kinds=frozenset({Kind.LES.value}))
+    )
+
+    assert hits[0].contribution_id == ids[BUDDY]
+    assert len(hits) == 4 and ids[UNRELATED] == hits[-1].contribution_id
+    assert ids[BUDDY] not in {h.contribution_id for h in elsewhere} and len(elsewhere) == 3
+    assert {h.contribution_id for h in lessons} == {ids[BUDDY], ids[FIRE_DRILL]}
+    assert await matcher.similar_text("another-organisation", question) == []
+    [as_search] = await asymmetric(default_embedder).embed([question], kind="query")
+    assert (await matcher.embed_query(question) == as_search).all()
