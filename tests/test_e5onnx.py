@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 from bot.e5onnx import ModelCache, OnnxE5, default_cache_dir, default_threads
 from bot.embedders import (
@@ -253,8 +254,9 @@ def test_asking_for_onnx_runtime_without_it_says_what_to_install() -> None:
 async def test_boeket_keeps_the_model_where_its_environment_says(
     tmp_path: Path, example_config: Any, clock: Any
 ) -> None:
-    """`boeket run` reads XDG_CACHE_HOME and OMP_NUM_THREADS once, at the composition root, and
-    hands them to the embedder (the embedders themselves read no environment)."""
+    """`boeket run` reads XDG_CACHE_HOME, OMP_NUM_THREADS and OPENBLAS_NUM_THREADS once, at the
+    composition root, and hands them to the embedder (the embedders themselves read no
+    environment); numpy's BLAS then keeps to its number."""
     from bot.app import build
     from bot.settings import Settings
 
@@ -264,13 +266,16 @@ async def test_boeket_keeps_the_model_where_its_environment_says(
             "BOEKET_EMBEDDER": "e5",
             "XDG_CACHE_HOME": str(tmp_path / "cache"),
             "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
             "HOME": str(tmp_path / "home"),  # not read for settings: only what is listed is
         }
     )
     assert dict(settings.embedder_env) == {
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
         "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
     }
+    threadpoolctl.threadpool_limits(limits=2, user_api="blas")  # as numpy starts on two cores
     app = build(settings, example_config, clock=clock)
     try:
         [vector] = await app.matcher.embedder.embed(TEXTS[:1], kind="passage")
@@ -279,3 +284,5 @@ async def test_boeket_keeps_the_model_where_its_environment_says(
 
     assert vector.shape == (384,)
     assert list((tmp_path / "cache" / "boeket").glob("*.e5onnx"))  # built and kept there
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert blas and {i["num_threads"] for i in blas} == {1}
