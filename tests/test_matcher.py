@@ -12,7 +12,7 @@ import pytest
 
 from bot.cli import main
 from bot.clock import ManualClock
-from bot.domain import Kind, NewContribution, Person, Source
+from bot.domain import Contribution, Kind, NewContribution, Person, Source
 from bot.embedders import Embedder, LexicalEmbedder, asymmetric
 from bot.matcher import Matcher, WordMask, score_pairs
 from bot.vectorindex import Filters
@@ -167,28 +167,24 @@ async def test_relevance_ranks_the_helpful_lesson_above_the_word_sharing_one(
     assert helps > shares_words
 
 
-async def test_crossposting_scores_a_department_for_help_as_relevance_does(
-    db: Database, default_embedder: Embedder
-) -> None:
-    """The crossposter asks `Matcher.helps`: a department whose situation the lesson addresses
-    outranks one whose lessons only share its words, in the same order as `--mode relevance`."""
-    contributions = ContributionRepository(db)
-    matcher = Matcher(
-        embedder=default_embedder,
+def _matcher(db: Database, embedder: Embedder) -> Matcher:
+    return Matcher(
+        embedder=embedder,
         vectors=VectorRepository(db),
-        contributions=contributions,
+        contributions=ContributionRepository(db),
         clock=ManualClock(NOW),
     )
-    await matcher.calibrate()
-    stored = {}
-    for i, (dept, text) in enumerate(
-        [("sectie-engels", BUDDY), ("onderbouw", NEWCOMERS), ("facilitair", FIRE_DRILL)]
-    ):
-        stored[dept], _ = await contributions.add(
+
+
+async def _store(db: Database, rows: list[tuple[str, Kind, str]]) -> list[Contribution]:
+    """Each (department, kind, text) stored as a named person's reply in the school."""
+    stored = []
+    for i, (dept, kind, text) in enumerate(rows):
+        contribution, _ = await ContributionRepository(db).add(
             NewContribution(
                 organisation_id="school",
                 department_id=dept,
-                kind=Kind.LES,
+                kind=kind,
                 source=Source.REPLY,
                 round_date=NOW.date(),
                 text=text,
@@ -199,6 +195,20 @@ async def test_crossposting_scores_a_department_for_help_as_relevance_does(
                 created_at=NOW,
             )
         )
+        stored.append(contribution)
+    return stored
+
+
+async def test_crossposting_scores_a_department_for_help_as_relevance_does(
+    db: Database, default_embedder: Embedder
+) -> None:
+    """The crossposter asks `Matcher.helps`: a department whose situation the lesson addresses
+    outranks one whose lessons only share its words, in the same order as `--mode relevance`."""
+    matcher = _matcher(db, default_embedder)
+    await matcher.calibrate()
+    rows = [("sectie-engels", BUDDY), ("onderbouw", NEWCOMERS), ("facilitair", FIRE_DRILL)]
+    contributions = await _store(db, [(dept, Kind.LES, text) for dept, text in rows])
+    stored = {c.department_id: c for c in contributions}
     lesson = stored["sectie-engels"]
 
     needs, shares_words = await matcher.helps(
@@ -219,13 +229,7 @@ async def test_a_free_text_finds_the_closest_contributions_within_the_filters(
     """`similar_text`: a free text (one not stored) against the stored contributions. It is a
     search, so it is embedded as one (with e5: the "query: " prefix alone, one pass of the
     model); the filters hold."""
-    contributions = ContributionRepository(db)
-    matcher = Matcher(
-        embedder=default_embedder,
-        vectors=VectorRepository(db),
-        contributions=contributions,
-        clock=ManualClock(NOW),
-    )
+    matcher = _matcher(db, default_embedder)
     rows = [
         ("sectie-engels", Kind.LES, BUDDY),
         ("onderbouw", Kind.CASUS, NEWCOMERS),
@@ -233,24 +237,9 @@ async def test_a_free_text_finds_the_closest_contributions_within_the_filters(
         ("facilitair", Kind.SUCCES, UNRELATED),
     ]
     ids = {}
-    for i, (dept, kind, text) in enumerate(rows):
-        stored, _ = await contributions.add(
-            NewContribution(
-                organisation_id="school",
-                department_id=dept,
-                kind=kind,
-                source=Source.REPLY,
-                round_date=NOW.date(),
-                text=text,
-                anonymous=False,
-                author=Person(f"p{i}", "Collega"),
-                platform="local",
-                event_key=f"free-text:{i}",
-                created_at=NOW,
-            )
-        )
-        await matcher.index(stored)
-        ids[text] = stored.id
+    for contribution in await _store(db, rows):
+        await matcher.index(contribution)
+        ids[contribution.text] = contribution.id
     question = "Nieuwe collega's krijgen de eerste maand een maatje, zodat ze langer blijven."
 
     hits = await matcher.similar_text("school", question, k=4)
