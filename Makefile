@@ -46,6 +46,7 @@ lint: dev
 
 typecheck: dev
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 # The browser test drives Debian's headless Chromium; install it once if it is missing.
 browser:

@@ -89,7 +89,8 @@ def limited(fake: FakeSlack, limits: Limits) -> web.Application:
                     status=429,
                     headers={"Retry-After": str(max(1, round(wait)))},
                 )
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
 
     app.middlewares.append(enforce)
     return app

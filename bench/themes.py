@@ -101,9 +101,7 @@ async def main() -> None:
         embedder = (
             None
             if name == "keywords"
-            else (
-                best_available() if name == "auto" else build_embedder(name)  # type: ignore[arg-type]
-            )
+            else (best_available() if name == "auto" else build_embedder(name))
         )
         await measure(name, embedder)
 
