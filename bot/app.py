@@ -26,8 +26,9 @@ from bot.matcher import Matcher
 from bot.messages import ButtonEvent, Ephemeral, Event, HomeEvent, Message, Response, Section
 from bot.observability import Metrics, metrics_handler, middleware, ready_handler
 from bot.ports import Adapter, Clock
-from bot.privacy import PersonalData
+from bot.privacy import PersonalData, Visibility
 from bot.scheduler import Ticker, tick_interval
+from bot.search import Search
 from bot.selfservice import SelfService
 from bot.settings import Settings
 from bot.themes import ThemeTagger
@@ -99,6 +100,7 @@ class Boeket:
     dashboard: Dashboard
     personal: PersonalData
     selfservice: SelfService
+    search: Search
     ticker: Ticker | None = None
     metrics: Metrics = field(default_factory=Metrics)
     _started: bool = field(default=False, repr=False)
@@ -119,6 +121,9 @@ class Boeket:
             own = await self.selfservice.handle(event)
             if own is not None:
                 return own
+            found = await self.search.handle(event)
+            if found is not None:
+                return found
             if isinstance(event, ButtonEvent) and event.action_id.startswith(DIGEST_ACTIONS):
                 return await self.digest.on_button(event)
             return await self.contributions.handle(event)
@@ -354,6 +359,15 @@ def build(
         dashboard=dashboard,
         personal=personal,
         selfservice=SelfService(config=config, texts=texts, dashboard=dashboard, personal=personal),
+        search=Search(
+            config=config,
+            texts=texts,
+            matcher=matcher,
+            contributions=contributions,
+            settings=settings_repo,
+            crossposter=crossposter,
+            visibility=Visibility(adapters),
+        ),
     )
 
 

@@ -394,6 +394,7 @@ class ContributionService:
                     (
                         self._t(dept, "help.deel"),
                         self._t(dept, "help.mijn"),
+                        self._t(dept, "help.zoek"),
                         self._t(dept, "help.overzicht"),
                         self._t(dept, "help.dashboard"),
                         self._t(dept, "help.privacy"),

@@ -489,6 +489,17 @@ async def test_deel_help_and_outside_a_department(slack: SlackEnv) -> None:
     assert slack.fake.of("views.open") == []
 
 
+async def test_deel_zoek_answers_the_person_alone_and_never_pings(slack: SlackEnv) -> None:
+    await slack.command("zoek <!channel> tomatensoep")
+    [answer] = await eventually(lambda: slack.fake.of("response_url"))
+
+    assert answer.args["response_type"] == "ephemeral"
+    shown = json.dumps(answer.args, ensure_ascii=False)
+    assert "Nog niets gevonden over" in shown and "tomatensoep" in shown
+    assert "<!channel>" not in shown
+    assert slack.fake.of("views.open") == [] and slack.fake.of("chat.postMessage") == []
+
+
 def share_submission(view_id: str, values: dict[str, Any], *, user: str = "U2") -> dict[str, Any]:
     state = {
         "what": {"what": {"type": "plain_text_input", "value": values.get("what")}},

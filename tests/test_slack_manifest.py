@@ -182,7 +182,7 @@ def test_deel_command() -> None:
         "command": "/deel",
         "url": f"{URL}/slack/events",
         "description": "Deel een succes met je team en de rest van de organisatie",
-        "usage_hint": "[help | mijn | verwijder CODE]",
+        "usage_hint": "[help | mijn | zoek WOORDEN | verwijder CODE]",
         "should_escape": False,
     }
 

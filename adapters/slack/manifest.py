@@ -22,7 +22,7 @@ INSTALL_PATH = "/slack/install"
 OAUTH_REDIRECT_PATH = "/slack/oauth_redirect"
 
 COMMAND = "/deel"
-COMMAND_USAGE_HINT = "[help | mijn | verwijder CODE]"
+COMMAND_USAGE_HINT = "[help | mijn | zoek WOORDEN | verwijder CODE]"
 COMMAND_DESCRIPTION = "Deel een succes met je team en de rest van de organisatie"
 
 # Each scope, and why Boeket needs it. Nothing more: no chat:write.public (Boeket posts only where
