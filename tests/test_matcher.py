@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from bot.cli import main
 from bot.clock import ManualClock
 from bot.domain import Contribution, Kind, NewContribution, Person, Source
 from bot.embedders import Embedder, LexicalEmbedder, asymmetric
+from bot.embedders import Kind as EmbedKind
 from bot.matcher import Matcher, WordMask, score_pairs
 from bot.vectorindex import Filters
 from storage.db import Database
@@ -257,3 +262,45 @@ async def test_a_free_text_finds_the_closest_contributions_within_the_filters(
     assert await matcher.similar_text("another-organisation", question) == []
     [as_search] = await asymmetric(default_embedder).embed([question], kind="query")
     assert (await matcher.embed_query(question) == as_search).all()
+
+
+class _Counting(LexicalEmbedder):
+    """The lexical embedder, counting the texts it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded: list[str] = []
+
+    async def embed(self, texts: Sequence[str], *, kind: EmbedKind) -> NDArray[np.float32]:
+        self.embedded.extend(texts)
+        return await super().embed(texts, kind=kind)
+
+
+async def test_vectors_are_stored_read_back_at_start_and_renewed_when_edited(db: Database) -> None:
+    embedder = _Counting()
+    stored = await _store(
+        db, [("onderbouw", Kind.LES, BUDDY), ("facilitair", Kind.LES, FIRE_DRILL)]
+    )
+    first = _matcher(db, embedder)
+    for c in stored:
+        await first.index(c)
+    assert len(embedder.embedded) == 2
+    before = first.vector("school", stored[0].id)
+
+    # A restart: a new matcher reads the stored vectors and embeds nothing again.
+    embedder.embedded.clear()
+    again = _matcher(db, embedder)
+    assert await again.load("school") == 2
+    assert [t for t in embedder.embedded if t in {BUDDY, FIRE_DRILL}] == []
+    assert (again.vector("school", stored[0].id) == before).all()
+
+    # An edit: one new embedding, kept in the database for the next start.
+    edited = replace(stored[0], text=UNRELATED)
+    await again.index(edited)
+    after = again.vector("school", stored[0].id)
+    assert after is not None and before is not None and not (after == before).all()
+    third = _matcher(db, _Counting())
+    await third.load("school")
+    assert (third.vector("school", stored[0].id) == after).all()
+    [hit] = third.search("school", after, 1)
+    assert hit.contribution_id == stored[0].id
