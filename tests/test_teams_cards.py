@@ -298,6 +298,15 @@ def test_commands_from_the_menu_but_not_answers_that_start_with_deel() -> None:
     assert cards.message_event(activity(text="x", value={"verb": "a"})) is None
 
 
+def test_zoek_from_the_menu_is_deel_zoek_but_an_answer_that_starts_with_it_is_an_answer() -> None:
+    top = activity(text="<at>Boeket</at> zoek verzuim in de avonddienst", id="1700000000100")
+    command = cards.message_event(top)
+    assert isinstance(command, CommandEvent)
+    assert (command.command, command.text) == ("deel", "zoek verzuim in de avonddienst")
+    answer = cards.message_event(activity(text="<at>Boeket</at> Zoek het niet te ver: bel even"))
+    assert isinstance(answer, MessageEvent)
+
+
 def test_clicks_and_dialog_submits() -> None:
     fetch = activity(
         type="invoke",

@@ -883,6 +883,14 @@ async def test_help_goes_to_the_1on1_chat(teams: TeamsEnv) -> None:
     assert "deel" in json.dumps(card_of(help_), ensure_ascii=False).lower()
 
 
+async def test_zoek_from_the_menu_answers_in_the_1on1_chat(teams: TeamsEnv) -> None:
+    await teams.install()
+    await teams.send(reply(teams, "zoek tomatensoep", "1700000100800", activity_id="1700000100800"))
+    [answer] = teams.fake.of("send")
+    assert "Nog niets gevonden over" in json.dumps(card_of(answer), ensure_ascii=False)
+    assert await teams.contributions() == []  # a search, not an answer
+
+
 # --- lessons travelling between Teams channels ------------------------------------------------
 
 WARD_CHANNEL = "19:verpleegafdeling@thread.tacv2"

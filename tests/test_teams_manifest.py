@@ -40,7 +40,7 @@ def test_manifest_validates_and_declares_commands_and_the_share_action() -> None
     [bot] = manifest["bots"]
     assert bot["botId"] == APP
     for command_list in bot["commandLists"]:
-        assert [c["title"] for c in command_list["commands"]] == ["deel", "help"]
+        assert [c["title"] for c in command_list["commands"]] == ["deel", "zoek", "help"]
     scopes = {s for cl in bot["commandLists"] for s in cl["scopes"]}
     assert {"team", "personal"} <= scopes
     [extension] = manifest["composeExtensions"]

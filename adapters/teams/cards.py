@@ -71,6 +71,8 @@ INLINE_KEY = "boeket_inline"  # the hidden routing data of a form shown in a pos
 INLINE_ID = "boeket-inline"  # the Container that holds that form's inputs
 KEY_PREFIX = "boeket-key:"  # the id of a hidden Container that carries a post's idempotency key
 COMMANDS = frozenset({"deel", "share", "help", "hulp"})
+# Sub-commands of `deel` that Teams' command menu offers on their own: "zoek X" is "deel zoek X".
+OWN_COMMANDS = frozenset({"zoek", "search"})
 SHARE_COMMAND_ID = "deel"  # the message extension's action command (manifest.py)
 
 MAX_TEXT = 4000  # characters of one TextBlock: a person's text is shortened, never refused
@@ -728,7 +730,8 @@ def _bot_names(activity: Mapping[str, Any]) -> list[str]:
 
 
 def message_event(activity: Mapping[str, Any]) -> MessageEvent | CommandEvent | None:
-    """A person's message: a command from the menu (`deel`, `help`), or text, maybe in a thread.
+    """A person's message: a command from the menu (`deel`, `zoek`, `help`), or text, maybe in a
+    thread.
 
     In a thread a reply whose first word happens to be "deel" is an answer, not a command: only a
     thread reply of just the command word is one. None for Boeket's own messages, card submits
@@ -748,13 +751,14 @@ def message_event(activity: Mapping[str, Any]) -> MessageEvent | CommandEvent | 
     thread = root if root and root != activity_id else None
     words = text.split()
     first = words[0].lower().strip("/") if words else ""
-    if first in COMMANDS and (thread is None or len(words) == 1):
+    if first in COMMANDS | OWN_COMMANDS and (thread is None or len(words) == 1):
+        own = first in OWN_COMMANDS
         return CommandEvent(
             event_id=f"{channel.channel}:{activity_id}",
             channel=channel,
             person=person,
-            command=first,
-            text=" ".join(words[1:]),
+            command="deel" if own else first,
+            text=" ".join([first, *words[1:]] if own else words[1:]),
             workspace=channel.workspace,
         )
     return MessageEvent(

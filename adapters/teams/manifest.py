@@ -45,6 +45,7 @@ LONG_DESCRIPTION = (
 
 COMMANDS = (
     ("deel", "Deel een succes met je team en de rest van de organisatie"),
+    ("zoek", "Zoek wat andere afdelingen leerden over een onderwerp"),
     ("help", "Wat Boeket doet en hoe je meedoet"),
 )
 
