@@ -47,6 +47,7 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 	$(BIN)/mypy bench
+	$(BIN)/mypy tests
 
 # The browser test drives Debian's headless Chromium; install it once if it is missing.
 browser:

@@ -81,7 +81,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import yaml
 from aiohttp.test_utils import TestServer
 

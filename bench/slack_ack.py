@@ -60,7 +60,7 @@ from typing import Literal
 from urllib.parse import urlencode
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import slack_bolt.version
 import yaml
 from aiohttp import web

@@ -124,7 +124,7 @@ async def test_an_anonymous_share_names_nobody_anywhere(
             until=date(2027, 3, 5),
         )
 
-        def t(key: str, **params: object) -> str:
+        def t(key: str, **params: str) -> str:
             return prompts.text("nl", key, **params)
 
         for fmt in ("md", "csv", "json"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import re
 import time
@@ -713,7 +714,7 @@ async def test_slack_digest_clicks_reach_the_source_channel_once(slack_digest: S
     ):
         click = digest_click(env, buttons[label], "U2")
         assert (await env.interactive(click)).status == 200
-        [told] = await eventually(lambda channel=channel: posts_in(channel))
+        [told] = await eventually(functools.partial(posts_in, channel))
         said = json.dumps(told.args, ensure_ascii=False)
         assert "Jeroen de Vries van HR" in said
         assert "Fatima" not in said  # anonymous, and not agreed to be named elsewhere

@@ -243,15 +243,12 @@ async def test_the_parts_of_an_ensemble_run_at_the_same_time() -> None:
     class Waiting:
         me: int
         dimensions: int = 2
-
-        @property
-        def name(self) -> str:
-            return f"waiting-{self.me}"
+        name: str = "waiting"
 
         async def embed(self, texts: Sequence[str], *, kind: Any) -> Any:
             started[self.me].set()
             await asyncio.wait_for(started[1 - self.me].wait(), 5)
-            return np.tile(np.float32([1.0, 0.0]), (len(texts), 1))
+            return np.tile(np.array([1.0, 0.0], dtype=np.float32), (len(texts), 1))
 
     ensemble = EnsembleEmbedder([(Waiting(0), 1.0), (Waiting(1), 1.0)])
 

@@ -69,7 +69,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def test_metrics_count_what_boeket_did(client: TestClient[Any, Any]) -> None:
-    boeket: Boeket = client.server.app[BOEKET]
+    assert client.app is not None
+    boeket: Boeket = client.app[BOEKET]
     await boeket.cycle.tick()
     form = await boeket.local.say("fatima", "operatiekamer", "/deel")
     assert isinstance(form, ShowForm)

@@ -118,7 +118,7 @@ def texts(element: ET.Element) -> list[str]:
 
 
 def shapes_per_kind(group: ET.Element) -> Counter[str]:
-    return Counter(e.get("data-kind") for e in group.iter() if e.get("data-kind"))
+    return Counter(kind for e in group.iter() if (kind := e.get("data-kind")))
 
 
 # --- what it shows -------------------------------------------------------------------------------
@@ -161,8 +161,8 @@ def test_each_contribution_is_one_shape_of_its_kinds_colour(
         assert shapes_per_kind(group) == expected, dept.name
         assert group.get("data-total") == str(dept.total)
         for shape in group.iter():
-            if shape.get("data-kind"):
-                assert shape.get("fill") == KIND_COLOURS[Kind(shape.get("data-kind"))]
+            if kind := shape.get("data-kind"):
+                assert shape.get("fill") == KIND_COLOURS[Kind(kind)]
         assert not groups(group, "more")
 
 

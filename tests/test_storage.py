@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -116,15 +117,13 @@ async def test_people_edit_and_delete_only_their_own(db: Database) -> None:
 async def test_several_themes_are_kept_best_first_with_the_first_as_theme(db: Database) -> None:
     repo = ContributionRepository(db)
     new = contribution("local:form:themes")
-    stored, _ = await repo.add(
-        NewContribution(**{**_fields(new), "themes": ("werkdruk", "overdracht", "werkdruk")})
-    )
+    stored, _ = await repo.add(replace(new, themes=("werkdruk", "overdracht", "werkdruk")))
     assert stored.themes == ("werkdruk", "overdracht") and stored.theme == "werkdruk"
     assert not stored.themes_chosen and stored.shareable
     # A single `theme` is a list of one; no theme at all is an empty list.
-    one, _ = await repo.add(NewContribution(**{**_fields(new), "event_key": "k1", "theme": "x"}))
+    one, _ = await repo.add(replace(new, event_key="k1", theme="x"))
     assert (one.theme, one.themes) == ("x", ("x",))
-    none, _ = await repo.add(NewContribution(**{**_fields(new), "event_key": "k2"}))
+    none, _ = await repo.add(replace(new, event_key="k2"))
     assert (none.theme, none.themes) == (None, ())
     # Editing the text re-tags; the person's correction is kept as chosen, with "niet delen".
     edited = await repo.update_own(
@@ -142,10 +141,6 @@ async def test_several_themes_are_kept_best_first_with_the_first_as_theme(db: Da
     assert corrected.themes == ("overdracht", "werkdruk") and corrected.theme == "overdracht"
     assert corrected.themes_chosen and not corrected.shareable
     assert (await repo.get(ORG, stored.id)) == corrected
-
-
-def _fields(new: NewContribution) -> dict[str, object]:
-    return {name: getattr(new, name) for name in NewContribution.__dataclass_fields__}
 
 
 async def test_migration_0007_keeps_each_existing_theme(db: Database) -> None:

@@ -552,7 +552,9 @@ def test_a_prompt_card_holds_its_answer_form_and_a_submit(anonymous: bool) -> No
     if anonymous:
         choice = inputs["anonymous"]
         assert choice["type"] == "Input.ChoiceSet"
-        assert [c["value"] for c in choice["choices"]] == ["false", "true"]  # type: ignore[union-attr]
+        choices = choice["choices"]
+        assert isinstance(choices, list)
+        assert [c["value"] for c in choices] == ["false", "true"]
         assert "value" not in choice and not choice.get("isRequired")
     else:
         assert "anonymous" not in inputs

@@ -251,6 +251,7 @@ async def test_install_stores_references_and_the_prompt_is_posted_as_a_card(
 ) -> None:
     await teams.install()
     state = StateStore(teams.db, "teams")
+    stored: dict[str, Any] | None = None
     for channel in (TEAM, OK_CHANNEL):
         stored = await state.get(f"ref:{channel}")
         assert stored is not None, channel
@@ -258,7 +259,7 @@ async def test_install_stores_references_and_the_prompt_is_posted_as_a_card(
         assert reference["serviceUrl"] == teams.fake.url
         assert reference["conversation"]["id"] == channel
         assert "user" not in reference  # a channel's reference names no person
-    assert stored["tenant"] == TENANT
+    assert stored is not None and stored["tenant"] == TENANT
     await teams.tick(OK_PROMPT_AT)
     post = teams.prompt_post()
     assert post.body["isGroup"] is True

@@ -143,7 +143,7 @@ async def test_keywords_still_tag_when_the_embedder_fails(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bot.themes")
-    tagger = ThemeTagger(hospital().themes, embedder=Unreachable)  # type: ignore[arg-type]
+    tagger = ThemeTagger(hospital().themes, embedder=Unreachable)
     assert await tagger.tag(HANDOVER) == ("werkdruk", "overdracht")
     assert "keywords only" in caplog.text
 

@@ -13,7 +13,7 @@ from bot.vectorindex import APPROXIMATE_FROM, Entry, Filters, VectorIndex
 T0 = datetime(2027, 3, 1, tzinfo=UTC)
 
 
-def unit(*values: float) -> np.ndarray:  # type: ignore[type-arg]
+def unit(*values: float) -> NDArray[np.float32]:
     v = np.array(values, dtype=np.float32)
     return v / np.linalg.norm(v)
 
@@ -43,7 +43,10 @@ def test_best_first(index: VectorIndex) -> None:
 
 def test_filters(index: VectorIndex) -> None:
     q = unit(1, 0, 0)
-    ids = lambda f: [h.contribution_id for h in index.search(q, 10, f)]  # noqa: E731
+
+    def ids(f: Filters) -> list[int]:
+        return [h.contribution_id for h in index.search(q, 10, f)]
+
     assert ids(Filters(exclude_department="ok")) == [2, 4, 3]
     assert ids(Filters(kinds=frozenset({"succes"}))) == [4, 3]
     assert ids(Filters(theme="verzuim")) == [2]
