@@ -627,3 +627,20 @@ def test_an_inline_form_may_not_use_the_routing_names() -> None:
     message = Message("m", (Actions((Button("boeket.answer", "A", inline=bad),)),))
     with pytest.raises(ValueError, match="field names"):
         cards.message_card(message)
+
+
+def test_recent_submits_take_the_same_values_from_the_same_person_and_card_as_one() -> None:
+    now = [1000.0]
+    recent = cards.RecentSubmits(window=120.0, clock=lambda: now[0])
+    values = {"text": "Het werkt.", "anonymous": "true"}
+
+    assert recent.first("29:1fatima", "card1", values, "a") == "a"
+    now[0] += 5
+    assert recent.first("29:1fatima", "card1", dict(values), "b") == "a"  # a double click
+    assert recent.first("29:1jeroen", "card1", values, "c") == "c"  # another person
+    assert recent.first("29:1fatima", "card2", values, "d") == "d"  # another card
+    assert recent.first("29:1fatima", "card1", {**values, "text": "Anders."}, "e") == "e"
+    now[0] += 200  # past the window: a new submit
+    assert recent.first("29:1fatima", "card1", values, "f") == "f"
+    # Nothing in it names the person: only salted hashes are kept.
+    assert "fatima" not in repr(recent._seen)

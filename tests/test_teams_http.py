@@ -597,6 +597,29 @@ async def test_an_answer_typed_in_the_prompt_card_is_stored_once_and_counted_on_
     assert "Jeroen" not in json.dumps(latest.body, ensure_ascii=False)
 
 
+async def test_a_double_click_on_the_cards_submit_stores_one_answer(teams: TeamsEnv) -> None:
+    """Two clicks are two messages with their own ids; the second repeats the first."""
+    await teams.install()
+    await teams.tick(OK_PROMPT_AT)
+    root = _created_ids(teams)[0]
+    prompt_card = card_of(teams.prompt_post())
+    answer = "We bellen de IC voortaan vooraf."
+    for n, user in enumerate(("fatima", "fatima", "jeroen")):
+        click = inline_submit(
+            teams, root, prompt_card, activity_id=f"17000002009{n}0", user=user, text=answer
+        )
+        assert (await teams.send(click)).status in {200, 202}
+
+    stored = await teams.contributions()
+    assert [c.text for c in stored] == [answer, answer]  # Fatima's once, and Jeroen's
+    assert {c.author.name for c in stored if c.author} == {"Fatima el Amrani", "Jeroen de Vries"}
+    thanks, repeated = (json.dumps(c, ensure_ascii=False) for c in personal_sends(teams))
+    assert "Je antwoord is bewaard" in thanks and "al ontvangen" in repeated
+    await teams.settle()
+    latest = teams.fake.of("update")[-1]
+    assert received_lines(card_of(latest)) == ["✓ 2 antwoorden ontvangen"]
+
+
 async def test_answers_while_the_card_is_being_updated_are_shown_in_one_more_update(
     teams: TeamsEnv,
 ) -> None:

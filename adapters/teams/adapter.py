@@ -40,6 +40,7 @@ message to Boeket: only those that @mention it are handled.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -206,6 +207,7 @@ class TeamsAdapter:
         self._not_saved = not_saved_text
         self._title = title
         self._card_locks: dict[str, asyncio.Lock] = {}
+        self._recent = cards.RecentSubmits()
         self._cards_to_refresh: set[str] = set()
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._handler: EventHandler | None = None
@@ -441,7 +443,8 @@ class TeamsAdapter:
     async def _on_inline_submit(self, context: TurnContext, state: TurnState, data: object) -> None:
         """An answer typed in a posted card (the prompt's own form), submitted as a message.
 
-        Stored once per submit (Teams may deliver it twice); the card then shows one more answer
+        Stored once per submit (Teams may deliver it twice, and a double click sends it twice:
+        `cards.RecentSubmits`); the card then shows one more answer
         received, and the person gets the confirmation — or, when the answer cannot be stored
         (empty, too long), what was wrong and a button that opens the form again with what they
         typed — in their 1:1 chat, since Teams has no private message in a channel.
@@ -451,6 +454,11 @@ class TeamsAdapter:
         event = cards.interaction_event(activity)
         if not isinstance(event, FormEvent):
             return
+        # A double click is two messages: the second is the first submit again.
+        first = self._recent.first(
+            event.person.id, cards.card_message_id(activity), event.values, event.submission_id
+        )
+        event = dataclasses.replace(event, submission_id=first)
         response = await self._handle(event)
         if isinstance(response, FormErrors):
             form = cards.inline_form(data if isinstance(data, dict) else {})

@@ -35,7 +35,10 @@ import hashlib
 import html
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from bot.domain import ChannelRef, Person
@@ -828,6 +831,39 @@ def inline_submission_key(activity: Mapping[str, Any]) -> str:
     conversation, _ = conversation_root(_dig(activity, "conversation", "id"))
     digest = hashlib.sha256(f"inline\x00{conversation}\x00{activity_id}".encode()).hexdigest()
     return f"i{digest[:40]}"
+
+
+class RecentSubmits:
+    """Inline submits of the last `window` seconds, so that a double click stores one answer.
+
+    Each click on a card's own submit is a message of its own with its own id, and the card is
+    the same for everyone: nothing in the second click says it repeats the first. The same
+    person sending the same values from the same card within the window is taken as the same
+    submit (its first `submission_id`). Kept in this process's memory only, as hashes with a
+    random salt that is never written anywhere, and forgotten after the window: an anonymous
+    answer is linked to nobody in the database, and not for long in memory. A double click that
+    two replicas receive, one each, is not caught.
+    """
+
+    def __init__(self, window: float = 120.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._clock = clock
+        self._salt = secrets.token_bytes(16)
+        self._seen: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def first(
+        self, person_id: str, card_id: str, values: Mapping[str, str], submission: str
+    ) -> str:
+        """The submission id of the same submit seen within the window, else `submission`."""
+        now = self._clock()
+        while self._seen and next(iter(self._seen.values()))[0] <= now - self._window:
+            self._seen.popitem(last=False)
+        what = json.dumps([person_id, card_id, sorted(values.items())], ensure_ascii=False)
+        key = hashlib.sha256(self._salt + what.encode()).hexdigest()
+        if key in self._seen:
+            return self._seen[key][1]
+        self._seen[key] = (now, submission)
+        return submission
 
 
 def routing_card(data: Mapping[str, Any]) -> str:
