@@ -54,6 +54,7 @@ from bot.messages import (
     Section,
     ShowForm,
     ShowHome,
+    shorten,
 )
 from bot.ports import Clock
 from bot.themes import ThemeTagger
@@ -211,7 +212,7 @@ class ContributionService:
         if highlights:
             blocks.append(
                 Bullets(
-                    tuple(_shorten(c.fields.get("what", c.text), 300) for c in highlights),
+                    tuple(shorten(c.fields.get("what", c.text), 300) for c in highlights),
                     title=t("home.highlights_title"),
                 )
             )
@@ -223,7 +224,7 @@ class ContributionService:
             where = self._config.department(c.department_id).name
             blocks.append(
                 Section(
-                    _shorten(c.text, 500),
+                    shorten(c.text, 500),
                     title=t(
                         "mine.item",
                         kind=self._t.prompts.kind_title(lang, c.kind.value),
@@ -418,7 +419,7 @@ class ContributionService:
             where = self._config.department(c.department_id).name
             blocks.append(
                 Section(
-                    _shorten(c.text, 500),
+                    shorten(c.text, 500),
                     title=self._t(
                         dept,
                         "mine.item",
@@ -625,7 +626,7 @@ class ContributionService:
             form_id=THEMES_FORM,
             title=self._t(dept, "tagging.form_title"),
             submit_label=self._t(dept, "form.submit"),
-            intro=self._t(dept, "tagging.intro", text=_shorten(c.text, 200)),
+            intro=self._t(dept, "tagging.intro", text=shorten(c.text, 200)),
             fields=(
                 *(
                     Field(
@@ -921,7 +922,3 @@ def _without_nul(event: Event) -> Event:
 
 def _with_token(new: NewContribution, token_hash_value: str) -> NewContribution:
     return replace(new, delete_token_hash=token_hash_value)
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -47,6 +47,7 @@ from bot.messages import (
     MessageEvent,
     Response,
     Section,
+    shorten,
 )
 from bot.ports import Adapter, Clock, PermanentDeliveryError
 from bot.privacy import Visibility, name_elsewhere, person_key
@@ -418,7 +419,7 @@ class Crossposter:
             source,
             f"{key}_named" if named else key,
             author=named,
-            lesson=_shorten(c.fields.get("what", c.text), 200),
+            lesson=shorten(c.fields.get("what", c.text), 200),
             **params,
         )
         await home.post(
@@ -469,10 +470,6 @@ class Crossposter:
                 self._clock.now(),
             )
         return stored if created else None
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class LessonTravel:

@@ -214,3 +214,8 @@ class FormEvent:
 
 
 Event = MessageEvent | CommandEvent | ButtonEvent | FormEvent | HomeEvent
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text`, or its first `limit - 1` characters and "…" when it is longer than `limit`."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -27,6 +27,7 @@ from bot.messages import (
     Message,
     Response,
     Section,
+    shorten,
 )
 from bot.privacy import Visibility, name_elsewhere
 from bot.vectorindex import Filters
@@ -85,11 +86,12 @@ class Search:
         found = await self.find(query, asker=dept, event=event)
         if not found:
             return self._say(dept, "search.nothing", query=query)
-        blocks: list[Block] = [Header(self._t(dept, "search.title", query=_cut(query, 80)))]
+        title = self._t(dept, "search.title", query=shorten(query, 80))
+        blocks: list[Block] = [Header(title)]
         for c, source in found:
             blocks.append(
                 Section(
-                    _cut(c.fields.get("what", c.text), MAX_TEXT),
+                    shorten(c.fields.get("what", c.text), MAX_TEXT),
                     title=self._t(
                         dept,
                         "search.item",
@@ -103,7 +105,7 @@ class Search:
             if c.fields.get("preconditions"):
                 blocks.append(
                     Section(
-                        _cut(c.fields["preconditions"], MAX_TEXT),
+                        shorten(c.fields["preconditions"], MAX_TEXT),
                         title=self._t(dept, "crosspost.preconditions"),
                     )
                 )
@@ -111,7 +113,6 @@ class Search:
             if named:
                 blocks.append(Context(self._t(dept, "search.ask", person=named)))
         blocks.append(Context(self._t(dept, "search.hint")))
-        title = self._t(dept, "search.title", query=_cut(query, 80))
         return Ephemeral(Message(text=title, blocks=tuple(blocks)))
 
     async def find(
@@ -143,7 +144,3 @@ class Search:
     def _say(self, dept: Department | None, key: str, **params: object) -> Ephemeral:
         text = self._t(dept, key, **params)
         return Ephemeral(Message(text=text, blocks=(Section(text),)))
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
