@@ -681,9 +681,9 @@ def build_embedder(
 
     Raises `EmbedderUnavailable` when that one cannot run here.
     """
-    share_cores(env)
     if choice == "auto":
         return best_available(importer=importer, avx2=avx2, env=env)
+    share_cores(env)
     if choice == "lexical":
         return LexicalEmbedder()
     if choice == "use":
