@@ -13,6 +13,7 @@ only the person who asked sees it.
 from __future__ import annotations
 
 from bot.config import Department, OrgConfig
+from bot.contributions import COMMANDS
 from bot.crosspost import Crossposter
 from bot.cycle import Texts
 from bot.domain import Contribution
@@ -72,7 +73,7 @@ class Search:
 
     async def handle(self, event: Event) -> Response:
         """The reply to `/deel zoek …`, or None when the event is something else."""
-        if not isinstance(event, CommandEvent):
+        if not isinstance(event, CommandEvent) or event.command.lstrip("/").lower() not in COMMANDS:
             return None
         words = event.text.strip().split(maxsplit=1)
         if not words or words[0].lower() not in WORDS:

@@ -147,6 +147,12 @@ async def test_empty_too_long_and_nothing_found_say_so(
     assert "hoogstens 300" in too_long.text
     assert "Nog niets gevonden over “tomatensoep stokbrood”" in nothing.text
     assert isinstance(help_text, Ephemeral)
+    assert (
+        await world.boeket.search.handle(
+            CommandEvent("e2", ChannelRef("local", "ict"), Person("ilse", "Ilse"), "help", "zoek x")
+        )
+        is None
+    )  # only `deel zoek` is a search
     assert "/deel zoek WOORDEN" in _shown(help_text.message)
 
 
